@@ -1,0 +1,43 @@
+# `make test` and `make demo` set everything up on a fresh machine: a .venv with the CPU build of
+# PyTorch 2.13.0 (training/exporting models and benchmarks only; the agent itself needs no torch)
+# and the project with its dev extra.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv test demo lint protos models bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/edgetb demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+models: $(STAMP)
+	$(BIN)/python scripts/train_models.py --out profiles
+
+bench: $(STAMP)
+	$(BIN)/python bench/exec_ort_vs_torch.py
+	$(BIN)/python bench/rpc_overhead.py
+	$(BIN)/python bench/telemetry_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

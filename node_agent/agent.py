@@ -1,0 +1,216 @@
+"""The agent: repository, execution engine, device telemetry and per-request measurement together.
+
+Both gRPC servicers (EdgeAgent and KServe v2) call this one object, so a request measures the same
+way whichever API it came in by. Blocking work (model loads, denoising) runs off the event loop:
+loads in the default executor, generation on the engine's per-model worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from node_agent import __version__
+from node_agent.config import AgentConfig
+from node_agent.devices import Device, DeviceInfo, probe_device
+from node_agent.generation import GenerationRequest, MeasuredGeneration
+from node_agent.runtime.engine import Engine, GenerateParams, LoadReport
+from node_agent.runtime.repository import ModelRepository, ModelSpec
+from node_agent.runtime.session import choose_providers
+from node_agent.telemetry import EnergyMeter, TelemetryLog, TelemetrySampler
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What GetInfo reports."""
+
+    name: str
+    version: str
+    hostname: str
+    device: DeviceInfo
+    execution_providers: tuple[str, ...]
+    telemetry_hz: float
+    measured_sample_period_s: float | None
+    models_available: int
+    models_loaded: int
+    uptime_s: float
+    queue_capacity: int
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    """One repository folder as ListModels reports it."""
+
+    name: str
+    spec: ModelSpec | None
+    loaded: bool
+    error: str
+    file_bytes: int
+
+
+class Agent:
+    """A running node agent (without its gRPC server: see :mod:`node_agent.server`)."""
+
+    def __init__(self, config: AgentConfig, *, device: Device | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.repository = ModelRepository(Path(config.models))
+        self.engine = Engine(
+            self.repository,
+            device_kind=config.device if config.device != "auto" else "cpu",
+            intra_op_threads=config.intra_op_threads,
+            queue_capacity=config.queue_capacity,
+        )
+        self.device = device or probe_device(
+            config.device, sim_profile=config.sim_profile, load_fn=self.engine.busy_fraction
+        )
+        self._device_info = self.device.info()
+        if self._device_info.kind != "cpu" and config.device == "auto":
+            self.engine.device_kind = self._device_info.kind
+        self.telemetry_log = TelemetryLog(capacity=config.telemetry_capacity)
+        self.sampler = TelemetrySampler(
+            self.device, config.telemetry_hz, self.telemetry_log, annotate=self._annotate
+        )
+        self.energy = EnergyMeter(self.device, self.telemetry_log)
+        self.started_monotonic_s = time.monotonic()
+        self.closing = False
+        self.ready = False
+        self._hostname = socket.gethostname()
+
+    def _annotate(self) -> dict[str, float]:
+        """Agent-side values added to every telemetry sample."""
+        return {"queue_depth": float(self.engine.queue_depth())}
+
+    def start(self) -> None:
+        """Start sampling and load the preloaded models (blocking)."""
+        self.sampler.start()
+        for name in self.config.preload:
+            self.engine.load(name)
+        self.ready = True
+
+    def close(self) -> None:
+        """Stop sampling, fail queued requests, free the models; wakes telemetry streams."""
+        self.closing = True
+        self.ready = False
+        self.sampler.stop()
+        self.telemetry_log.close()
+        self.engine.close()
+        self.device.close()
+
+    # --- repository ---------------------------------------------------------------------------
+
+    def spec(self, name: str) -> ModelSpec:
+        """The model's spec; raises ModelNotFound (also for names outside the repository)."""
+        return self.repository.get(name)
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self.engine.loaded()
+
+    def list_models(self) -> list[ModelListing]:
+        loaded = self.engine.loaded()
+        listings = []
+        for entry in self.repository.list():
+            files = entry.spec.files.values() if entry.spec else ()
+            listings.append(
+                ModelListing(
+                    name=entry.name,
+                    spec=entry.spec,
+                    loaded=entry.name in loaded,
+                    error=entry.error or "",
+                    file_bytes=sum(p.stat().st_size for p in files if p.exists()),
+                )
+            )
+        return listings
+
+    async def load(self, name: str) -> tuple[LoadReport, bool]:
+        """Load a model off the event loop; returns its load report and whether it was loaded already."""
+        already = self.is_loaded(name)
+        report = await asyncio.get_running_loop().run_in_executor(None, self.engine.load, name)
+        return report, already
+
+    async def unload(self, name: str) -> int:
+        """Unload a model; returns the freed memory in bytes (RSS delta)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.engine.unload, name)
+
+    # --- generation ---------------------------------------------------------------------------
+
+    def resolve(self, request: GenerationRequest) -> GenerateParams:
+        """Apply the model's defaults and validate; raises InvalidArgument naming the field."""
+        spec = self.spec(request.model)
+        params = GenerateParams(
+            labels=request.labels,
+            steps=spec.default_steps if request.steps is None else request.steps,
+            seed=request.seed,
+            guidance=spec.default_guidance if request.guidance is None else request.guidance,
+            scheduler=request.scheduler or spec.default_scheduler,
+            eta=request.eta,
+        )
+        self.engine.validate(request.model, params)
+        return params
+
+    async def generate(
+        self, request: GenerationRequest, *, deadline_monotonic_s: float | None
+    ) -> MeasuredGeneration:
+        """Queue a generation on the model's worker and wait for it, measuring its window.
+
+        A cancelled RPC (the client went away) stops the denoising loop at the next step.
+        """
+        received_s = time.monotonic()
+        params = self.resolve(request)
+        cancel = threading.Event()
+        future = self.engine.submit(
+            request.model,
+            params,
+            deadline_monotonic_s=deadline_monotonic_s,
+            cancelled=cancel.is_set,
+            instrument=self.energy,
+        )
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        window = result.instrument_result
+        return MeasuredGeneration(
+            model=request.model,
+            request_id=request.request_id or uuid.uuid4().hex,
+            agent=self.name,
+            images=result.images,
+            steps=params.steps,
+            scheduler=params.scheduler,
+            guidance=params.guidance,
+            seed=params.seed,
+            queue_time_s=result.queue_time_s,
+            compute_time_s=result.compute_time_s,
+            step_times_s=tuple(result.step_times_s),
+            decode_time_s=result.decode_time_s,
+            total_time_s=time.monotonic() - received_s,
+            energy_j=window.energy_j,
+            energy_source=str(window.source),
+            energy_method=str(window.method),
+            peak_mem_bytes=int(window.peak_mem_bytes or 0),
+            peak_mem_source=str(window.peak_mem_source),
+        )
+
+    # --- status -------------------------------------------------------------------------------
+
+    def status(self) -> AgentStatus:
+        listings = self.repository.names()
+        return AgentStatus(
+            name=self.name,
+            version=__version__,
+            hostname=self._hostname,
+            device=self._device_info,
+            execution_providers=tuple(choose_providers(self.engine.device_kind)),
+            telemetry_hz=self.config.telemetry_hz,
+            measured_sample_period_s=self.sampler.mean_period_s,
+            models_available=len(listings),
+            models_loaded=len(self.engine.loaded()),
+            uptime_s=time.monotonic() - self.started_monotonic_s,
+            queue_capacity=self.config.queue_capacity,
+        )

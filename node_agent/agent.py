@@ -12,17 +12,32 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from node_agent import __version__
 from node_agent.config import AgentConfig
-from node_agent.devices import Device, DeviceInfo, probe_device
+from node_agent.devices import Device, DeviceInfo, Reading, probe_device
 from node_agent.generation import GenerationRequest, MeasuredGeneration
-from node_agent.runtime.engine import Engine, GenerateParams, LoadReport
+from node_agent.runtime.engine import Engine, GenerateParams, LoadReport, ModelLoadError
 from node_agent.runtime.repository import ModelRepository, ModelSpec
-from node_agent.runtime.session import choose_providers
 from node_agent.telemetry import EnergyMeter, TelemetryLog, TelemetrySampler
+
+
+class _WithQueueDepth(Device):
+    """The device as the sampler sees it: every reading also carries the agent's queue depth."""
+
+    def __init__(self, device: Device, queue_depth: Callable[[], int]) -> None:
+        self._device = device
+        self._queue_depth = queue_depth
+
+    def info(self) -> DeviceInfo:
+        return self._device.info()
+
+    def read(self) -> Reading:
+        reading = self._device.read()
+        return replace(reading, extra={**reading.extra, "queue_depth": float(self._queue_depth())})
 
 
 @dataclass(frozen=True)
@@ -74,17 +89,14 @@ class Agent:
             self.engine.device_kind = self._device_info.kind
         self.telemetry_log = TelemetryLog(capacity=config.telemetry_capacity)
         self.sampler = TelemetrySampler(
-            self.device, config.telemetry_hz, self.telemetry_log, annotate=self._annotate
+            _WithQueueDepth(self.device, self.engine.queue_depth), config.telemetry_hz, self.telemetry_log
         )
         self.energy = EnergyMeter(self.device, self.telemetry_log)
         self.started_monotonic_s = time.monotonic()
         self.closing = False
         self.ready = False
+        self._load_errors: dict[str, str] = {}  # model -> why its last load failed
         self._hostname = socket.gethostname()
-
-    def _annotate(self) -> dict[str, float]:
-        """Agent-side values added to every telemetry sample."""
-        return {"queue_depth": float(self.engine.queue_depth())}
 
     def start(self) -> None:
         """Start sampling and load the preloaded models (blocking)."""
@@ -98,7 +110,6 @@ class Agent:
         self.closing = True
         self.ready = False
         self.sampler.stop()
-        self.telemetry_log.close()
         self.engine.close()
         self.device.close()
 
@@ -121,7 +132,7 @@ class Agent:
                     name=entry.name,
                     spec=entry.spec,
                     loaded=entry.name in loaded,
-                    error=entry.error or "",
+                    error=entry.error or self._load_errors.get(entry.name, ""),
                     file_bytes=sum(p.stat().st_size for p in files if p.exists()),
                 )
             )
@@ -130,7 +141,12 @@ class Agent:
     async def load(self, name: str) -> tuple[LoadReport, bool]:
         """Load a model off the event loop; returns its load report and whether it was loaded already."""
         already = self.is_loaded(name)
-        report = await asyncio.get_running_loop().run_in_executor(None, self.engine.load, name)
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(None, self.engine.load, name)
+        except ModelLoadError as exc:
+            self._load_errors[name] = str(exc)
+            raise
+        self._load_errors.pop(name, None)
         return report, already
 
     async def unload(self, name: str) -> int:
@@ -176,6 +192,10 @@ class Agent:
             cancel.set()
             raise
         window = result.instrument_result
+        peak_mem_bytes, peak_mem_source = window.peak_mem_bytes, window.peak_mem_source
+        if self._device_info.kind == "nvidia" and window.peak_device_mem_used_bytes is not None:
+            # On a discrete GPU the model's memory is on the device: report the GPU's peak.
+            peak_mem_bytes, peak_mem_source = window.peak_device_mem_used_bytes, window.device_mem_source
         return MeasuredGeneration(
             model=request.model,
             request_id=request.request_id or uuid.uuid4().hex,
@@ -193,8 +213,8 @@ class Agent:
             energy_j=window.energy_j,
             energy_source=str(window.source),
             energy_method=str(window.method),
-            peak_mem_bytes=int(window.peak_mem_bytes or 0),
-            peak_mem_source=str(window.peak_mem_source),
+            peak_mem_bytes=int(peak_mem_bytes or 0),
+            peak_mem_source=str(peak_mem_source),
         )
 
     # --- status -------------------------------------------------------------------------------
@@ -206,9 +226,9 @@ class Agent:
             version=__version__,
             hostname=self._hostname,
             device=self._device_info,
-            execution_providers=tuple(choose_providers(self.engine.device_kind)),
+            execution_providers=tuple(self.engine.providers),
             telemetry_hz=self.config.telemetry_hz,
-            measured_sample_period_s=self.sampler.mean_period_s,
+            measured_sample_period_s=self.sampler.actual_period_s,
             models_available=len(listings),
             models_loaded=len(self.engine.loaded()),
             uptime_s=time.monotonic() - self.started_monotonic_s,

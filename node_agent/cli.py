@@ -86,7 +86,8 @@ def info(
     agent.sampler.start()
     time.sleep(max(0.2, sample_s))  # run the sampler for a while to measure its real period
     status = agent.status()
-    latest = agent.telemetry_log.latest()
+    newest = agent.telemetry_log.latest()
+    latest = newest.reading if newest is not None else None
     agent.close()
 
     dev = status.device

@@ -51,8 +51,7 @@ class AgentServer:
     async def stop(self, grace_s: float = GRACE_S) -> None:
         """Health NOT_SERVING, then stop accepting, let in-flight RPCs finish, free everything."""
         await self._health.enter_graceful_shutdown()
-        self.agent.closing = True
-        self.agent.telemetry_log.close()  # wake telemetry streams so they end now
+        self.agent.closing = True  # telemetry streams end within their 1 s wait
         await self.server.stop(grace_s)
         self.agent.close()
 

@@ -61,17 +61,19 @@ class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
         if not MIN_BATCH <= batch_size <= MAX_BATCH:
             raise InvalidArgument("batch_size", f"{batch_size} is outside {MIN_BATCH}..{MAX_BATCH}")
         telemetry = self._agent.telemetry_log
-        seq = request.from_seq or telemetry.next_seq
-        while not context.done():
-            samples, next_seq, dropped = telemetry.read_from(seq, batch_size)
-            if len(samples) < batch_size:
-                # Wait for the rest of the batch; the log wakes us on append, or at shutdown.
-                await telemetry.wait_beyond(seq + batch_size - 1 - dropped, timeout_s=1.0)
-                if self._agent.closing:
+        seq = request.from_seq or telemetry.latest_seq + 1
+        while not self._agent.closing:
+            read = telemetry.read_from(seq, batch_size)
+            if len(read.samples) < batch_size:
+                # Wait for the rest of the batch (woken by the sampler's append; the timeout lets
+                # the loop notice a shutdown or a client that left).
+                first = read.samples[0].seq if read.samples else read.next_seq
+                await telemetry.wait_beyond(first + batch_size - 2, timeout_s=1.0)
+                if context.done():
                     return
                 continue
-            yield serde.telemetry_batch(self._agent.name, samples, next_seq, dropped)
-            seq = next_seq
+            yield serde.telemetry_batch(self._agent.name, read.samples, read.next_seq, read.missed(seq))
+            seq = read.next_seq
 
     @rpc
     async def SetPowerMode(self, request: pb.SetPowerModeRequest, context: grpc.aio.ServicerContext):

@@ -16,6 +16,7 @@ import grpc
 
 from node_agent.config import ConfigError
 from node_agent.runtime import engine as rt
+from node_agent.runtime.repository import InvalidModelSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -26,6 +27,8 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (rt.QueueFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (rt.ModelNotLoaded, grpc.StatusCode.FAILED_PRECONDITION),
     (rt.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidModelSpec, grpc.StatusCode.FAILED_PRECONDITION),
+    (rt.InferenceError, grpc.StatusCode.INTERNAL),
     (rt.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (rt.Cancelled, grpc.StatusCode.CANCELLED),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),

@@ -1,0 +1,6 @@
+"""Model execution on the node: repository, numpy schedulers, ONNX pipeline and the execution engine.
+
+Modules: :mod:`.repository` (model.toml parsing, path containment), :mod:`.schedulers` (DDPM/DDIM),
+:mod:`.session` (ONNX Runtime sessions and the I/O contract), :mod:`.pipeline` (sampling),
+:mod:`.engine` (per-model queues and workers), :mod:`.errors` (exceptions).
+"""

@@ -1,0 +1,115 @@
+"""The node-agent demo: a local agent generates digits with each shipped model at several step
+counts; the table shows measured latency, energy (or why it is unavailable) and quality.
+
+Quality is scored here, on the client side, by the evaluator in ``profiles/evaluator/digits``:
+accuracy of the evaluator on the requested class, and the Fréchet distance between the evaluator's
+features of the generated images and of held-out real digits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.client import AgentClient
+from orchestrator.local import local_agent
+from orchestrator.serde import power_source
+from profiles.quality import Evaluator
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One (model, steps) point of the demo."""
+
+    model: str
+    steps: int
+    images: int
+    latency_s_p50: float
+    compute_time_s: float
+    step_time_ms: float
+    energy_j_per_image: float | None
+    energy_source: str
+    accuracy: float
+    frechet_distance: float
+
+
+def run_point(client: AgentClient, evaluator: Evaluator, model: str, steps: int, per_class: int, seed: int) -> DemoRow:
+    """Generate ``per_class`` images of every class, in batches of 10 (one per class)."""
+    images, labels, latencies, computes, energies, step_times = [], [], [], [], [], []
+    source = "unavailable"
+    for i in range(per_class):
+        batch = list(range(10))
+        started = time.perf_counter()
+        result = client.generate(model, batch, steps=steps, seed=seed + i)
+        latencies.append(time.perf_counter() - started)
+        computes.append(result.compute_time_s)
+        step_times.extend(result.step_times_s)
+        source = result.energy_source
+        energies.append(result.energy_j)
+        images.append(result.images)
+        labels.extend(batch)
+    score = evaluator.score(np.concatenate(images), np.asarray(labels))
+    measured = [e for e in energies if e is not None]
+    n_images = len(labels)
+    return DemoRow(
+        model=model,
+        steps=steps,
+        images=n_images,
+        latency_s_p50=float(np.median(latencies)),
+        compute_time_s=float(np.mean(computes)),
+        step_time_ms=1e3 * float(np.mean(step_times)) if step_times else 0.0,
+        energy_j_per_image=sum(measured) / n_images if len(measured) == len(energies) else None,
+        energy_source=source,
+        accuracy=score.accuracy,
+        frechet_distance=score.frechet_distance,
+    )
+
+
+def run_demo(
+    out: Path,
+    models_dir: Path = REPO / "profiles/models",
+    steps: tuple[int, ...] = DEFAULT_STEPS,
+    per_class: int = 10,
+    seed: int = 0,
+    console=None,
+) -> dict:
+    """Start an agent, sweep steps for every shipped model, write ``out/demo.json``, return it."""
+    from rich.progress import Progress
+
+    evaluator = Evaluator.from_dir(REPO / "profiles/evaluator/digits")
+    floor = evaluator.real_floor()
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[DemoRow] = []
+    with local_agent("demo-edge", models_dir) as agent, AgentClient(agent.address) as client:
+        client.wait_ready()
+        info = client.info()
+        models = [m for m in client.models() if not m.error]
+        loads = {}
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("generating", total=len(models) * len(steps))
+            for model in models:
+                loads[model.name] = asdict(client.load(model.name))
+                for s in steps:
+                    rows.append(run_point(client, evaluator, model.name, s, per_class, seed))
+                    progress.advance(task)
+                client.unload(model.name)
+        report = {
+            "agent": {
+                "name": info.name,
+                "device": f"{info.device.kind}: {info.device.name}",
+                "power_source": power_source(info),
+                "execution_providers": list(info.device.execution_providers),
+            },
+            "real_data_floor": {"accuracy": floor.accuracy, "frechet_distance": floor.frechet_distance},
+            "loads": loads,
+            "points": [asdict(r) for r in rows],
+        }
+    (out / "demo.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,131 @@
+"""EdgeAgent protobuf <-> the orchestrator's own types. The only orchestrator module that touches
+``edge_agent_pb2`` (the orchestrator never imports ``node_agent``: the wire is its only contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from protos import edge_agent_pb2 as pb
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A model as an agent's ListModels describes it."""
+
+    name: str
+    kind: str
+    loaded: bool
+    error: str
+    num_classes: int
+    num_train_timesteps: int
+    default_steps: int
+    image_shape: tuple[int, ...]
+    file_bytes: int
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A Generate response: the images and what the agent measured."""
+
+    model: str
+    agent: str
+    images: np.ndarray
+    steps: int
+    queue_time_s: float
+    compute_time_s: float
+    step_times_s: tuple[float, ...]
+    total_time_s: float
+    energy_j: float | None
+    energy_source: str
+    peak_mem_bytes: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    name: str
+    load_time_s: float
+    mem_delta_bytes: int
+    providers: tuple[str, ...]
+    already_loaded: bool
+
+
+def models_from_proto(response: pb.ListModelsResponse) -> list[RemoteModel]:
+    return [
+        RemoteModel(
+            name=m.name,
+            kind=m.kind,
+            loaded=m.loaded,
+            error=m.error,
+            num_classes=m.num_classes,
+            num_train_timesteps=m.num_train_timesteps,
+            default_steps=m.default_steps,
+            image_shape=tuple(m.image_shape),
+            file_bytes=m.file_bytes,
+        )
+        for m in response.models
+    ]
+
+
+def generate_request(
+    model: str, labels: list[int], steps: int | None, seed: int, guidance: float | None = None
+) -> pb.GenerateRequest:
+    request = pb.GenerateRequest(model=model, labels=labels, seed=seed)
+    if steps is not None:
+        request.steps = steps
+    if guidance is not None:
+        request.guidance = guidance
+    return request
+
+
+def generated_from_proto(response: pb.GenerateResponse) -> Generated:
+    m = response.measurement
+    images = np.frombuffer(response.images.data, dtype="<f4").reshape(tuple(response.images.shape))
+    return Generated(
+        model=response.model,
+        agent=response.agent,
+        images=images,
+        steps=response.steps,
+        queue_time_s=m.queue_time_s,
+        compute_time_s=m.compute_time_s,
+        step_times_s=tuple(m.step_times_s),
+        total_time_s=m.total_time_s,
+        energy_j=m.energy_j if m.HasField("energy_j") else None,
+        energy_source=m.energy_source,
+        peak_mem_bytes=m.peak_mem_bytes,
+    )
+
+
+def loaded_from_proto(response: pb.LoadModelResponse) -> Loaded:
+    return Loaded(
+        name=response.name,
+        load_time_s=response.load_time_s,
+        mem_delta_bytes=response.mem_delta_bytes,
+        providers=tuple(response.execution_providers),
+        already_loaded=response.already_loaded,
+    )
+
+
+def info_request() -> pb.GetInfoRequest:
+    return pb.GetInfoRequest()
+
+
+def list_request() -> pb.ListModelsRequest:
+    return pb.ListModelsRequest()
+
+
+def load_request(name: str) -> pb.LoadModelRequest:
+    return pb.LoadModelRequest(name=name)
+
+
+def unload_request(name: str) -> pb.UnloadModelRequest:
+    return pb.UnloadModelRequest(name=name)
+
+
+def power_source(info: pb.AgentInfo) -> str:
+    """The source label of the agent's power metric."""
+    for source in info.device.sources:
+        if source.metric == "power":
+            return source.source
+    return "unavailable"

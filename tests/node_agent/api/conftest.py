@@ -1,0 +1,108 @@
+"""A real agent server on a free loopback port, serving tiny models, for the API tests.
+
+The repository holds ``tiny`` (pixel, 1x4x4, T = 50), ``tiny-latent`` (latent 2x2x2 -> 1x4x4),
+``slow`` (a pixel model whose every step runs a chain of 1024x1024 matrix products, so that queues
+fill and deadlines pass mid-loop), ``broken`` (a corrupt ONNX file) and ``badspec`` (an invalid
+model.toml). The device is the simulated
+backend, so energy figures exist (labelled ``modeled``) on any machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from onnx import helper
+
+from node_agent.config import AgentConfig
+from node_agent.server import AgentServer, running_agent
+from protos import edge_agent_pb2_grpc
+
+SIM_PROFILE = """
+[device]
+name = "test-sim"
+idle_power_w = 5.0
+max_power_w = 15.0
+mem_total_bytes = 8_000_000_000
+idle_mem_used_bytes = 1_000_000_000
+max_mem_used_bytes = 2_000_000_000
+"""
+
+
+def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], kit, width: int = 1024, depth: int = 6) -> Path:
+    """``eps = tanh(x W_in (W)^depth W_out) + 0 * y`` with fixed random weights: slow on purpose."""
+    inputs, outputs = kit.denoiser_io(shape)
+    flat = int(np.prod(shape))
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["h0"]), helper.make_node("MatMul", ["h0", "w_in"], ["h1"])]
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [f"h{i + 1}", "w"], [f"h{i + 2}"]))
+    nodes += [
+        helper.make_node("MatMul", [f"h{depth + 1}", "w_out"], ["o"]),
+        helper.make_node("Tanh", ["o"], ["o_t"]),
+        helper.make_node("Reshape", ["o_t", "img"], ["o4"]),
+        helper.make_node("Cast", ["y"], ["y_f"], to=kit.FLOAT),
+        helper.make_node("Mul", ["y_f", "zero"], ["y0"]),
+        helper.make_node("Unsqueeze", ["y0", "axes_123"], ["y4"]),
+        helper.make_node("Add", ["o4", "y4"], ["eps"]),
+    ]
+    inits = [
+        kit.const("flat", np.array([-1, flat], np.int64)),
+        kit.const("img", np.array([-1, *shape], np.int64)),
+        kit.const("w_in", (rng.standard_normal((flat, width)) / np.sqrt(flat)).astype(np.float32)),
+        kit.const("w", (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)),
+        kit.const("w_out", (rng.standard_normal((width, flat)) / np.sqrt(width)).astype(np.float32)),
+        kit.const("zero", np.float32(0.0)),
+        kit.const("axes_123", np.array([1, 2, 3], np.int64)),
+    ]
+    return kit.save_onnx(path, nodes, inputs, outputs, inits)
+
+
+@pytest.fixture(scope="module")
+def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    doc = onnx_kit.spec_doc("tiny", image=(1, 4, 4), steps_T=50)
+    doc["defaults"].update(steps=20, guidance=1.5, max_batch=16)
+    write_model(root, "tiny", doc=doc)
+    latent = onnx_kit.spec_doc("tiny-latent", "latent", image=(1, 4, 4), latent=(2, 2, 2), steps_T=50)
+    write_model(root, "tiny-latent", "latent", doc=latent)
+    slow = onnx_kit.spec_doc("slow", image=(1, 4, 4), steps_T=50)
+    write_model(root, "slow", doc=slow, denoiser=lambda p, s: matmul_chain_denoiser(p, s, onnx_kit))
+    write_model(root, "broken", doc=onnx_kit.spec_doc("broken", steps_T=50))
+    (root / "broken" / "denoiser.onnx").write_bytes(b"this is not an ONNX protobuf" * 10)
+    bad = onnx_kit.spec_doc("badspec", steps_T=50)
+    bad["schedule"]["beta_end"] = bad["schedule"]["beta_start"] / 2
+    write_model(root, "badspec", doc=bad)
+    return root
+
+
+@pytest.fixture(scope="module")
+def agent_server(model_repo, tmp_path_factory) -> Iterator[AgentServer]:
+    profile = tmp_path_factory.mktemp("sim") / "sim.toml"
+    profile.write_text(SIM_PROFILE)
+    config = AgentConfig(
+        name="test-agent",
+        listen="127.0.0.1:0",
+        models=model_repo,
+        device="simulated",
+        sim_profile=profile,
+        telemetry_hz=50,
+        queue_capacity=2,
+        preload=("tiny", "tiny-latent", "slow"),
+    )
+    with running_agent(config) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def channel(agent_server) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(agent_server.address) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def stub(channel) -> edge_agent_pb2_grpc.EdgeAgentStub:
+    return edge_agent_pb2_grpc.EdgeAgentStub(channel)

@@ -41,6 +41,7 @@ class AgentServer:
         self.agent = agent
         self.server = server
         self.port = port
+        self.loop = asyncio.get_running_loop()  # the loop the server runs on
         self._health = health
 
     @property

@@ -29,11 +29,12 @@ def demo(
         raise typer.BadParameter(f"--steps: '{steps}' is not a list of integers") from exc
     report = run_demo(out, steps=step_list, per_class=per_class, seed=seed, console=console)
     agent = report["agent"]
+    sources = sorted({row["energy_source"] for row in report["points"]})
     console.print(
         f"agent: {agent['device']}; providers {', '.join(agent['execution_providers'])}; "
-        f"power source: [bold]{agent['power_source']}[/bold]"
+        f"power source: [bold]{agent['power_source']}[/bold]; energy per image from: {', '.join(sources)}"
     )
-    table = Table("model", "steps", "p50 latency ms", "ms/step", "energy J/img", "accuracy", "FD", title="edgetb demo")
+    table = Table("model", "steps", "p50 ms", "ms/step", "J/image", "accuracy", "FD", title="edgetb demo")
     for row in report["points"]:
         energy = row["energy_j_per_image"]
         table.add_row(
@@ -41,7 +42,7 @@ def demo(
             str(row["steps"]),
             f"{1e3 * row['latency_s_p50']:.1f}",
             f"{row['step_time_ms']:.2f}",
-            f"{energy:.4f}" if energy is not None else f"n/a ({row['energy_source']})",
+            f"{energy:.4f}" if energy is not None else "n/a",
             f"{row['accuracy']:.3f}",
             f"{row['frechet_distance']:.2f}",
         )

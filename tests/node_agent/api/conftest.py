@@ -32,7 +32,7 @@ max_mem_used_bytes = 2_000_000_000
 """
 
 
-def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], kit, width: int = 1024, depth: int = 6) -> Path:
+def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], kit, width: int = 1024, depth: int = 12) -> Path:
     """``eps = tanh(x W_in (W)^depth W_out) + 0 * y`` with fixed random weights: slow on purpose."""
     inputs, outputs = kit.denoiser_io(shape)
     flat = int(np.prod(shape))

@@ -153,7 +153,9 @@ def test_full_queue_is_resource_exhausted_and_nothing_is_lost(stub) -> None:
 
 
 def test_deadline_is_honoured_between_steps(stub) -> None:
-    code, _ = code_of(lambda: stub.Generate(pb.GenerateRequest(model="slow", labels=[0], steps=50), timeout=0.05))
+    full_s = generate(stub, "slow", (0,), steps=50).measurement.compute_time_s
+    request = pb.GenerateRequest(model="slow", labels=[0], steps=50)
+    code, _ = code_of(lambda: stub.Generate(request, timeout=max(full_s / 5, 0.002)))
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert generate(stub, "slow", steps=1).steps == 1
 

@@ -73,7 +73,7 @@ def test_repository_index_load_unload(kserve) -> None:
     code, details = status(
         lambda: kserve.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="broken"), timeout=30)
     )
-    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "broken" in details
 
 
 def test_model_infer_returns_images_and_measurements(kserve) -> None:

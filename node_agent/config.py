@@ -13,6 +13,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEVICE_KINDS = ("auto", "cpu", "nvidia", "jetson", "simulated")
+#: The models shipped with edgetb (inside the installed ``profiles`` package).
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "profiles" / "models"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -27,7 +29,7 @@ class AgentConfig:
     Attributes:
         name: the agent's name, reported in every response and telemetry batch.
         listen: HOST:PORT to bind; port 0 picks a free one. Loopback unless told otherwise.
-        models: the model repository folder.
+        models: the model repository folder (default: the models shipped with edgetb).
         device: telemetry/execution device: auto, cpu, nvidia, jetson or simulated.
         telemetry_hz: sampler rate, 1..100 Hz.
         telemetry_capacity: samples kept in the in-memory log (older ones are dropped, and the
@@ -42,7 +44,7 @@ class AgentConfig:
 
     name: str = "edge"
     listen: str = "127.0.0.1:50061"
-    models: Path = Path("profiles/models")
+    models: Path = SHIPPED_MODELS
     device: str = "auto"
     telemetry_hz: float = 10.0
     telemetry_capacity: int = 36_000

@@ -61,9 +61,9 @@ def info(target: Annotated[str, typer.Option(help="agent HOST:PORT")]) -> None:
 
     with AgentClient(target, timeout_s=10) as client:
         status = client.info()
-        console.print(f"{status.name} ({status.hostname}) v{status.version}: {status.device.kind} {status.device.name}")
-        for source in status.device.sources:
-            console.print(f"  {source.metric:<12} {source.source:<16} {source.note}")
+        console.print(f"{status.name} ({status.hostname}) v{status.version}: {status.device_kind} {status.device_name}")
+        for metric, (source, note) in status.sources.items():
+            console.print(f"  {metric:<12} {source:<16} {note}")
         for model in client.models():
             console.print(f"  model {model.name:<20} {model.kind:<7} loaded={model.loaded} {model.error}")
 

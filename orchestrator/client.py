@@ -30,8 +30,8 @@ class AgentClient:
         """Block until the channel connects; raises ``grpc.FutureTimeoutError``."""
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
 
-    def info(self):  # -> edge_agent_pb2.AgentInfo (kept as the message: it is the status record)
-        return self._stub.GetInfo(serde.info_request(), timeout=self.timeout_s)
+    def info(self) -> serde.RemoteAgent:
+        return serde.agent_from_proto(self._stub.GetInfo(serde.info_request(), timeout=self.timeout_s))
 
     def models(self) -> list[serde.RemoteModel]:
         return serde.models_from_proto(self._stub.ListModels(serde.list_request(), timeout=self.timeout_s))

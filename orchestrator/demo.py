@@ -17,7 +17,6 @@ import numpy as np
 
 from orchestrator.client import AgentClient
 from orchestrator.local import local_agent
-from orchestrator.serde import power_source
 from profiles.quality import Evaluator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,9 +102,9 @@ def run_demo(
         report = {
             "agent": {
                 "name": info.name,
-                "device": f"{info.device.kind}: {info.device.name}",
-                "power_source": power_source(info),
-                "execution_providers": list(info.device.execution_providers),
+                "device": f"{info.device_kind}: {info.device_name}",
+                "power_source": info.power_source,
+                "execution_providers": list(info.execution_providers),
             },
             "real_data_floor": {"accuracy": floor.accuracy, "frechet_distance": floor.frechet_distance},
             "loads": loads,

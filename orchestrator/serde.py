@@ -43,6 +43,27 @@ class Generated:
 
 
 @dataclass(frozen=True)
+class RemoteAgent:
+    """An agent as its GetInfo describes it."""
+
+    name: str
+    hostname: str
+    version: str
+    device_kind: str
+    device_name: str
+    mem_total_bytes: int
+    sources: dict[str, tuple[str, str]]  # metric -> (source label, note)
+    execution_providers: tuple[str, ...]
+    telemetry_hz: float
+    measured_sample_period_s: float
+
+    @property
+    def power_source(self) -> str:
+        """The source label of the agent's power metric."""
+        return self.sources.get("power", ("unavailable", ""))[0]
+
+
+@dataclass(frozen=True)
 class Loaded:
     name: str
     load_time_s: float
@@ -123,9 +144,16 @@ def unload_request(name: str) -> pb.UnloadModelRequest:
     return pb.UnloadModelRequest(name=name)
 
 
-def power_source(info: pb.AgentInfo) -> str:
-    """The source label of the agent's power metric."""
-    for source in info.device.sources:
-        if source.metric == "power":
-            return source.source
-    return "unavailable"
+def agent_from_proto(info: pb.AgentInfo) -> RemoteAgent:
+    return RemoteAgent(
+        name=info.name,
+        hostname=info.hostname,
+        version=info.version,
+        device_kind=info.device.kind,
+        device_name=info.device.name,
+        mem_total_bytes=info.device.mem_total_bytes,
+        sources={s.metric: (s.source, s.note) for s in info.device.sources},
+        execution_providers=tuple(info.device.execution_providers),
+        telemetry_hz=info.telemetry_hz,
+        measured_sample_period_s=info.measured_sample_period_s,
+    )

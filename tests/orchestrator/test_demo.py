@@ -36,3 +36,18 @@ def test_local_agent_stops_cleanly_on_sigterm() -> None:
     assert agent.address.startswith("127.0.0.1:")
     assert agent.stop() == 0
     assert any("listening on" in line for line in agent.output)
+
+
+def test_edgetb_info_shows_a_remote_agent() -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    agent = start_agent("info-test", REPO / "profiles/models", telemetry_hz=5)
+    try:
+        result = CliRunner().invoke(app, ["info", "--target", agent.address], terminal_width=200)
+    finally:
+        agent.stop()
+    assert result.exit_code == 0, result.output
+    assert "info-test" in result.output and "digits-mlp-s" in result.output
+    assert "power" in result.output and "loaded=False" in result.output

@@ -8,6 +8,7 @@ features of the generated images and of held-out real digits.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.client import AgentClient
+from orchestrator.figures import sample_grid
 from orchestrator.local import local_agent
 from profiles.quality import Evaluator
 
@@ -39,8 +41,13 @@ class DemoRow:
     frechet_distance: float
 
 
-def run_point(client: AgentClient, evaluator: Evaluator, model: str, steps: int, per_class: int, seed: int) -> DemoRow:
-    """Generate ``per_class`` images of every class, in batches of 10 (one per class)."""
+def run_point(
+    client: AgentClient, evaluator: Evaluator, model: str, steps: int, per_class: int, seed: int
+) -> tuple[DemoRow, np.ndarray]:
+    """Generate ``per_class`` images of every class, in batches of 10 (one per class).
+
+    Returns the measured point and the first batch (digits 0..9) for the sample figure.
+    """
     images, labels, latencies, computes, energies, step_times = [], [], [], [], [], []
     source = "unavailable"
     for i in range(per_class):
@@ -57,7 +64,7 @@ def run_point(client: AgentClient, evaluator: Evaluator, model: str, steps: int,
     score = evaluator.score(np.concatenate(images), np.asarray(labels))
     measured = [e for e in energies if e is not None]
     n_images = len(labels)
-    return DemoRow(
+    row = DemoRow(
         model=model,
         steps=steps,
         images=n_images,
@@ -69,6 +76,7 @@ def run_point(client: AgentClient, evaluator: Evaluator, model: str, steps: int,
         accuracy=score.accuracy,
         frechet_distance=score.frechet_distance,
     )
+    return row, images[0]
 
 
 def run_demo(
@@ -79,13 +87,15 @@ def run_demo(
     seed: int = 0,
     console=None,
 ) -> dict:
-    """Start an agent, sweep steps for every shipped model, write ``out/demo.json``, return it."""
+    """Start an agent, sweep steps for every shipped model, write ``out/demo.json`` (and
+    ``out/samples.png`` when matplotlib is installed), return the report."""
     from rich.progress import Progress
 
     evaluator = Evaluator.from_dir(REPO / "profiles/evaluator/digits")
     floor = evaluator.real_floor()
     out.mkdir(parents=True, exist_ok=True)
     rows: list[DemoRow] = []
+    samples: dict[str, np.ndarray] = {}
     with local_agent("demo-edge", models_dir) as agent, AgentClient(agent.address) as client:
         client.wait_ready()
         info = client.info()
@@ -96,7 +106,9 @@ def run_demo(
             for model in models:
                 loads[model.name] = asdict(client.load(model.name))
                 for s in steps:
-                    rows.append(run_point(client, evaluator, model.name, s, per_class, seed))
+                    row, first_batch = run_point(client, evaluator, model.name, s, per_class, seed)
+                    rows.append(row)
+                    samples[f"{model.name}, {s} steps"] = first_batch
                     progress.advance(task)
                 client.unload(model.name)
         report = {
@@ -111,4 +123,6 @@ def run_demo(
             "points": [asdict(r) for r in rows],
         }
     (out / "demo.json").write_text(json.dumps(report, indent=2))
+    if importlib.util.find_spec("matplotlib") is not None:
+        sample_grid(samples, out / "samples.png")
     return report

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_demo_measures_every_shipped_model(tmp_path: Path) -> None:
     report = run_demo(tmp_path, steps=(1, 16), per_class=2)
     assert json.loads((tmp_path / "demo.json").read_text()) == json.loads(json.dumps(report))
+    assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = {(p["model"], p["steps"]): p for p in report["points"]}
     models = {m for m, _ in points}
     assert {"digits-mlp-s", "digits-resmlp-l", "digits-ldm"} <= models

@@ -1,10 +1,13 @@
-"""DiffusionPipeline: determinism, classifier-free guidance by hand, the latent path, stopping."""
+"""DiffusionPipeline: determinism, classifier-free guidance by hand, the latent path, stopping, timing."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 
+from node_agent.runtime import denoise_steps
 from node_agent.runtime.errors import Cancelled, InferenceError
 from node_agent.runtime.pipeline import DiffusionPipeline
 from node_agent.runtime.repository import ModelRepository
@@ -150,3 +153,82 @@ def test_bad_arguments(tmp_path, write_model, labels, steps, guidance, scheduler
     pipe, _ = make_pipeline(tmp_path, write_model)
     with pytest.raises(ValueError):
         pipe.generate(labels, steps, 0, guidance, scheduler)
+
+
+@pytest.mark.parametrize("steps", [1, 5, 50, 250])
+@pytest.mark.parametrize("guidance", [0.0, 1.0, 2.0, 7.5])
+def test_ddim_fast_path_matches_the_scheduler_loop(tmp_path, write_model, onnx_kit, steps, guidance):
+    """DDIM eta = 0 runs the folded float32 steps; the float64 scheduler loop by hand agrees."""
+    pipe, sessions = make_pipeline(tmp_path, write_model)
+    labels = np.array([3, 7, 0, 9], np.int64)
+    den = pipe.denoise_latent(labels, steps=steps, seed=5, guidance=guidance, scheduler="ddim")
+    x = expected_by_hand(pipe.spec, labels, steps, 5, guidance, "ddim", 0.0, onnx_kit.affine_eps)
+    np.testing.assert_allclose(den.samples, x, rtol=1e-5, atol=1e-5)
+    assert len(sessions["denoiser"].feeds) == steps and len(den.step_times_s) == steps
+    again = pipe.denoise_latent(labels, steps=steps, seed=5, guidance=guidance, scheduler="ddim")
+    np.testing.assert_array_equal(again.samples, den.samples)  # reused buffers, same result
+
+
+class SlowSession(SpySession):
+    """Spends ``run_s`` inside ``run`` and records how long each call took, measured inside it."""
+
+    def __init__(self, session, run_s):
+        super().__init__(session)
+        self.run_s = run_s
+        self.durations_s: list[float] = []
+
+    def run(self, outputs, feeds):
+        start_s = time.perf_counter()
+        time.sleep(self.run_s)
+        result = super().run(outputs, feeds)
+        self.durations_s.append(time.perf_counter() - start_s)
+        return result
+
+
+@pytest.mark.parametrize(("scheduler", "eta"), [("ddim", 0.0), ("ddim", 0.5), ("ddpm", 0.0)])
+def test_overhead_is_everything_outside_session_run(tmp_path, write_model, monkeypatch, scheduler, eta):
+    """Make the steps (guidance, scheduler update, next inputs) slow: it must show as overhead only."""
+    write_model(tmp_path, "m")
+    spec = ModelRepository(tmp_path).get("m")
+    session = SlowSession(create_session(spec, "denoiser", CPU, 1), run_s=0.002)
+    pipe = DiffusionPipeline(spec, {"denoiser": session})
+    step_s, steps = 0.005, 4
+
+    def slow(fn):
+        def wrapped(*args):
+            time.sleep(step_s)
+            return fn(*args)
+
+        return wrapped
+
+    start = denoise_steps.StepPlanner.start
+
+    def slow_start(self, *args):
+        sampling = start(self, *args)
+        if sampling.ops is not None:  # the loop inlines these
+            sampling.ops = [(rows, slow(dot), *rest) for rows, dot, *rest in sampling.ops]
+        else:
+            sampling.step = slow(sampling.step)
+        return sampling
+
+    monkeypatch.setattr(denoise_steps.StepPlanner, "start", slow_start)
+    out = pipe.denoise_latent(np.array([1, 2], np.int64), steps, 0, 2.0, scheduler, eta)
+    model_s = out.denoise_time_s - out.scheduler_overhead_s
+    assert out.scheduler_overhead_s >= steps * step_s
+    assert sum(session.durations_s) <= model_s < sum(session.durations_s) + steps * step_s / 2
+    assert sum(out.step_times_s) <= out.denoise_time_s
+    assert all(s >= step_s + 0.002 for s in out.step_times_s)
+
+
+def test_should_stop_time_is_overhead(tmp_path, write_model):
+    write_model(tmp_path, "m")
+    spec = ModelRepository(tmp_path).get("m")
+    session = SlowSession(create_session(spec, "denoiser", CPU, 1), run_s=0.0)
+    pipe = DiffusionPipeline(spec, {"denoiser": session})
+
+    def should_stop():
+        time.sleep(0.003)
+
+    out = pipe.denoise_latent(np.array([1, 2], np.int64), 4, 0, 2.0, "ddim", should_stop=should_stop)
+    assert out.scheduler_overhead_s >= 4 * 0.003
+    assert out.denoise_time_s - out.scheduler_overhead_s < sum(session.durations_s) + 4 * 0.0015

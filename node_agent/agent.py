@@ -169,9 +169,7 @@ class Agent:
         self.engine.validate(request.model, params)
         return params
 
-    async def generate(
-        self, request: GenerationRequest, *, deadline_monotonic_s: float | None
-    ) -> MeasuredGeneration:
+    async def generate(self, request: GenerationRequest, *, deadline_monotonic_s: float | None) -> MeasuredGeneration:
         """Queue a generation on the model's worker and wait for it, measuring its window.
 
         A cancelled RPC (the client went away) stops the denoising loop at the next step.

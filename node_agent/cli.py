@@ -23,9 +23,7 @@ ListenOpt = Annotated[str | None, typer.Option(help="HOST:PORT to bind (loopback
 ModelsOpt = Annotated[Path | None, typer.Option(help="model repository folder")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto|cpu|nvidia|jetson|simulated")]
 HzOpt = Annotated[float | None, typer.Option("--telemetry-hz", help="sampler rate, 1..100 Hz")]
-SimOpt = Annotated[
-    Path | None, typer.Option("--sim-profile", help="device profile for --device simulated")
-]
+SimOpt = Annotated[Path | None, typer.Option("--sim-profile", help="device profile for --device simulated")]
 
 
 def _config(config: Path | None, **flags: object) -> AgentConfig:
@@ -91,9 +89,7 @@ def info(
     agent.close()
 
     dev = status.device
-    console.print(
-        f"[bold]device[/bold]  {dev.kind}: {dev.name}  memory {(dev.mem_total_bytes or 0) / 2**30:.1f} GiB"
-    )
+    console.print(f"[bold]device[/bold]  {dev.kind}: {dev.name}  memory {(dev.mem_total_bytes or 0) / 2**30:.1f} GiB")
     console.print(f"[bold]execution providers[/bold]  {', '.join(status.execution_providers)}")
     period = status.measured_sample_period_s
     console.print(

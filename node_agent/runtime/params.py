@@ -157,7 +157,8 @@ class GenerateResult:
         step_times_s: Wall time of each denoising step, seconds.
         denoise_time_s: Wall time of the denoising loop, seconds.
         decode_time_s: Wall time of decoding, seconds.
-        scheduler_overhead_s: Time outside ONNX Runtime during denoising, seconds.
+        scheduler_overhead_s: Denoising-loop time outside the denoiser's ``session.run`` calls (input
+            preparation, guidance, scheduler steps, bookkeeping, per-run set-up), seconds.
         started_monotonic_s: ``time.monotonic()`` when computing started.
         finished_monotonic_s: ``time.monotonic()`` when computing finished.
         steps: Denoising steps run.

@@ -61,9 +61,7 @@ def generate_response(result: MeasuredGeneration) -> pb.GenerateResponse:
 
 def tensor_to_numpy(tensor: pb.Tensor) -> np.ndarray:
     """Decode a Tensor (for clients of the agent)."""
-    return np.frombuffer(tensor.data, dtype=np.dtype(tensor.dtype).newbyteorder("<")).reshape(
-        tuple(tensor.shape)
-    )
+    return np.frombuffer(tensor.data, dtype=np.dtype(tensor.dtype).newbyteorder("<")).reshape(tuple(tensor.shape))
 
 
 def device_info(info: DeviceInfo, providers: Sequence[str]) -> pb.DeviceInfo:
@@ -163,9 +161,7 @@ def telemetry_sample(sample: TelemetrySample) -> pb.TelemetrySample:
     return message
 
 
-def telemetry_batch(
-    agent: str, samples: Sequence[TelemetrySample], next_seq: int, dropped: int
-) -> pb.TelemetryBatch:
+def telemetry_batch(agent: str, samples: Sequence[TelemetrySample], next_seq: int, dropped: int) -> pb.TelemetryBatch:
     return pb.TelemetryBatch(
         agent=agent, samples=[telemetry_sample(s) for s in samples], next_seq=next_seq, dropped=dropped
     )

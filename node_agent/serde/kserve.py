@@ -46,9 +46,7 @@ def _param(params: object, key: str, kinds: tuple[str, ...]) -> object | None:
 
 def _labels(request: pb.ModelInferRequest) -> tuple[int, ...]:
     if len(request.inputs) != 1:
-        raise InvalidArgument(
-            "inputs", f"expected exactly one input '{INPUT_NAME}', got {len(request.inputs)}"
-        )
+        raise InvalidArgument("inputs", f"expected exactly one input '{INPUT_NAME}', got {len(request.inputs)}")
     tensor = request.inputs[0]
     if tensor.name != INPUT_NAME:
         raise InvalidArgument("inputs[0].name", f"expected '{INPUT_NAME}', got '{tensor.name}'")
@@ -151,9 +149,7 @@ def model_metadata(spec: ModelSpec) -> pb.ModelMetadataResponse:
 
 
 def server_metadata(name: str, version: str) -> pb.ServerMetadataResponse:
-    return pb.ServerMetadataResponse(
-        name=name, version=version, extensions=["model_repository", "edgetb_diffusion"]
-    )
+    return pb.ServerMetadataResponse(name=name, version=version, extensions=["model_repository", "edgetb_diffusion"])
 
 
 def repository_index(entries: list[tuple[str, bool, str]], ready_only: bool) -> pb.RepositoryIndexResponse:

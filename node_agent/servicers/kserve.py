@@ -69,9 +69,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return serde.repository_index(rows, request.ready)
 
     @rpc
-    async def RepositoryModelLoad(
-        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
-    ):
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext):
         _check_repository(request.repository_name)
         if request.parameters:
             key = next(iter(request.parameters))
@@ -80,9 +78,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return serde.load_response()
 
     @rpc
-    async def RepositoryModelUnload(
-        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
-    ):
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext):
         _check_repository(request.repository_name)
         await self._agent.unload(request.model_name)
         return serde.unload_response()

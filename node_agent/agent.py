@@ -22,7 +22,22 @@ from node_agent.devices import Device, DeviceInfo, Reading, probe_device
 from node_agent.generation import GenerationRequest, MeasuredGeneration
 from node_agent.runtime.engine import Engine, GenerateParams, LoadReport, ModelLoadError
 from node_agent.runtime.repository import ModelRepository, ModelSpec
+from node_agent.runtime.session import choose_providers
 from node_agent.telemetry import EnergyMeter, TelemetryLog, TelemetrySampler
+
+
+def _execution_kind(requested: str, probed: str) -> str:
+    """The device kind that picks ONNX Runtime's execution providers.
+
+    An explicit ``--device`` decides. With ``auto`` the telemetry probe decides, except that a CUDA
+    build of ONNX Runtime runs on the GPU even where NVML could not be opened for telemetry (then the
+    GPU computes and the telemetry, correctly labelled, is the CPU's).
+    """
+    if requested != "auto":
+        return requested
+    if probed in ("nvidia", "jetson"):
+        return probed
+    return "nvidia" if len(choose_providers("nvidia")) > 1 else probed
 
 
 class _WithQueueDepth(Device):
@@ -85,8 +100,7 @@ class Agent:
             config.device, sim_profile=config.sim_profile, load_fn=self.engine.busy_fraction
         )
         self._device_info = self.device.info()
-        if self._device_info.kind != "cpu" and config.device == "auto":
-            self.engine.device_kind = self._device_info.kind
+        self.engine.device_kind = _execution_kind(config.device, str(self._device_info.kind))
         self.telemetry_log = TelemetryLog(capacity=config.telemetry_capacity)
         self.sampler = TelemetrySampler(
             _WithQueueDepth(self.device, self.engine.queue_depth), config.telemetry_hz, self.telemetry_log

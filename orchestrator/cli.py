@@ -50,7 +50,8 @@ def demo(
     floor = report["real_data_floor"]
     console.print(
         f"real held-out digits: accuracy {floor['accuracy']:.3f}, FD {floor['frechet_distance']:.2f} "
-        f"(the floor a perfect generator would reach). Written: {out / 'demo.json'}, {out / 'samples.png'}"
+        f"(the floor a perfect generator would reach). Written: "
+        + ", ".join(str(out / name) for name in ("demo.json", "samples.png") if (out / name).exists())
     )
 
 

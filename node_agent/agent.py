@@ -19,8 +19,9 @@ from pathlib import Path
 from node_agent import __version__
 from node_agent.config import AgentConfig
 from node_agent.devices import Device, DeviceInfo, Reading, probe_device
+from node_agent.emulation import EmulatedDelay
 from node_agent.generation import GenerationRequest, MeasuredGeneration
-from node_agent.runtime.engine import Engine, GenerateParams, LoadReport, ModelLoadError
+from node_agent.runtime.engine import DeadlineExceeded, Engine, GenerateParams, LoadReport, ModelLoadError
 from node_agent.runtime.repository import ModelRepository, ModelSpec
 from node_agent.runtime.session import choose_providers
 from node_agent.telemetry import EnergyMeter, TelemetryLog, TelemetrySampler
@@ -70,6 +71,9 @@ class AgentStatus:
     models_loaded: int
     uptime_s: float
     queue_capacity: int
+    emulated_delay_mean_s: float = 0.0
+    emulated_delay_jitter_s: float = 0.0
+    emulated_delay_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,9 @@ class Agent:
         self.ready = False
         self._load_errors: dict[str, str] = {}  # model -> why its last load failed
         self._hostname = socket.gethostname()
+        self.emulated_delay = EmulatedDelay(
+            config.emulated_delay_ms, config.emulated_delay_jitter_ms, config.emulated_delay_seed
+        )
 
     def start(self) -> None:
         """Start sampling and load the preloaded models (blocking)."""
@@ -187,9 +194,20 @@ class Agent:
         """Queue a generation on the model's worker and wait for it, measuring its window.
 
         A cancelled RPC (the client went away) stops the denoising loop at the next step.
+
+        With an emulated WAN delay configured, one delay is drawn per valid request and the result
+        is held back by it on the event loop (``asyncio.sleep``: the model's worker is free
+        meanwhile). A request whose deadline falls before the delay could end fails with
+        DeadlineExceeded: before it is queued when even an instant computation would be too late,
+        else when its computation ends.
         """
         received_s = time.monotonic()
         params = self.resolve(request)
+        delay_s = self.emulated_delay.draw_s()
+        if delay_s > 0 and deadline_monotonic_s is not None and received_s + delay_s > deadline_monotonic_s:
+            raise DeadlineExceeded(
+                f"the emulated WAN delay of {delay_s:.3f} s alone ends after the deadline; the request was not run"
+            )
         cancel = threading.Event()
         future = self.engine.submit(
             request.model,
@@ -208,6 +226,10 @@ class Agent:
         if self._device_info.kind == "nvidia" and window.peak_device_mem_used_bytes is not None:
             # On a discrete GPU the model's memory is on the device: report the GPU's peak.
             peak_mem_bytes, peak_mem_source = window.peak_device_mem_used_bytes, window.device_mem_source
+        if delay_s > 0:
+            if deadline_monotonic_s is not None and time.monotonic() + delay_s > deadline_monotonic_s:
+                raise DeadlineExceeded(f"the emulated WAN delay of {delay_s:.3f} s would deliver the result late")
+            await asyncio.sleep(delay_s)
         return MeasuredGeneration(
             model=request.model,
             request_id=request.request_id or uuid.uuid4().hex,
@@ -227,6 +249,8 @@ class Agent:
             energy_method=str(window.method),
             peak_mem_bytes=int(peak_mem_bytes or 0),
             peak_mem_source=str(peak_mem_source),
+            emulated_delay_s=delay_s,
+            emulated_delay_model=self.emulated_delay.label,
         )
 
     # --- status -------------------------------------------------------------------------------
@@ -245,4 +269,7 @@ class Agent:
             models_loaded=len(self.engine.loaded()),
             uptime_s=time.monotonic() - self.started_monotonic_s,
             queue_capacity=self.config.queue_capacity,
+            emulated_delay_mean_s=self.emulated_delay.mean_ms / 1e3,
+            emulated_delay_jitter_s=self.emulated_delay.jitter_ms / 1e3,
+            emulated_delay_model=self.emulated_delay.label,
         )

@@ -47,6 +47,20 @@ def serve(
     sim_profile: SimOpt = None,
     queue_capacity: Annotated[int | None, typer.Option(help="queued requests per model")] = None,
     preload: Annotated[list[str] | None, typer.Option(help="model to load at start (repeatable)")] = None,
+    emulated_delay_ms: Annotated[
+        float | None,
+        typer.Option(help="EMULATED WAN round-trip delay added to every generation response (cloud agent), ms"),
+    ] = None,
+    emulated_delay_jitter_ms: Annotated[
+        float | None, typer.Option(help="standard deviation of that delay (normal, cut at 3 sd and 0), ms")
+    ] = None,
+    emulated_delay_seed: Annotated[int | None, typer.Option(help="seed of the emulated delay draws")] = None,
+    orchestrator: Annotated[
+        str | None, typer.Option(help="orchestrator HOST:PORT to register with and heartbeat to")
+    ] = None,
+    heartbeat_s: Annotated[
+        float | None, typer.Option("--heartbeat-s", help="heartbeat interval until the orchestrator assigns one, s")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug|info|warning")] = "info",
 ) -> None:
     """Serve the EdgeAgent and KServe v2 APIs until SIGTERM/SIGINT."""
@@ -61,6 +75,11 @@ def serve(
         sim_profile=sim_profile,
         queue_capacity=queue_capacity,
         preload=tuple(preload) if preload else None,
+        emulated_delay_ms=emulated_delay_ms,
+        emulated_delay_jitter_ms=emulated_delay_jitter_ms,
+        emulated_delay_seed=emulated_delay_seed,
+        orchestrator=orchestrator,
+        heartbeat_s=heartbeat_s,
     )
     from node_agent.server import serve as run
 

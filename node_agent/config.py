@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, fields, replace
@@ -16,6 +17,8 @@ DEVICE_KINDS = ("auto", "cpu", "nvidia", "jetson", "simulated")
 #: The models shipped with edgetb (inside the installed ``profiles`` package).
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "profiles" / "models"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: The largest emulated WAN delay an agent may add, mean + 3 x jitter, in milliseconds.
+MAX_EMULATED_DELAY_MS = 10_000.0
 
 
 class ConfigError(ValueError):
@@ -40,6 +43,18 @@ class AgentConfig:
         intra_op_threads: ONNX Runtime threads per session; 0 lets ONNX Runtime choose.
         sim_profile: device profile TOML for the simulated device.
         preload: models to load at start.
+        emulated_delay_ms: mean (before truncation) of an *emulated* WAN round-trip delay added to every Generate /
+            ModelInfer response (a `cloud` agent behind a wide-area network), in milliseconds; 0 with
+            zero jitter = none. Labelled as emulated wherever it is reported; see
+            :class:`node_agent.generation.EmulatedDelay` for what it models.
+        emulated_delay_jitter_ms: standard deviation of that delay (normal, truncated at 3 standard
+            deviations and at 0), in milliseconds. ``emulated_delay_ms + 3 * jitter`` must not
+            exceed 10 000 ms.
+        emulated_delay_seed: seed of the delay draws; the same seed gives the same sequence of delays.
+        orchestrator: HOST:PORT of the orchestrator daemon to register with and heartbeat to;
+            None: the agent does not register (an orchestrator may still list it statically).
+        heartbeat_s: heartbeat interval in seconds, 0.05..60, used until the orchestrator assigns
+            one at registration.
     """
 
     name: str = "edge"
@@ -54,6 +69,11 @@ class AgentConfig:
     intra_op_threads: int = 0
     sim_profile: Path | None = None
     preload: tuple[str, ...] = ()
+    emulated_delay_ms: float = 0.0
+    emulated_delay_jitter_ms: float = 0.0
+    emulated_delay_seed: int = 0
+    orchestrator: str | None = None
+    heartbeat_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -75,6 +95,30 @@ class AgentConfig:
             value = getattr(self, key)
             if not low <= value <= high:
                 raise ConfigError(f"{key}: {value} is outside {low}..{high}")
+        for key in ("emulated_delay_ms", "emulated_delay_jitter_ms"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{key}: {value!r} is not a finite number of milliseconds")
+            if not 0.0 <= value <= MAX_EMULATED_DELAY_MS:
+                raise ConfigError(f"{key}: {value} is outside 0..{MAX_EMULATED_DELAY_MS:g} ms")
+        largest_ms = self.emulated_delay_ms + 3.0 * self.emulated_delay_jitter_ms
+        if largest_ms > MAX_EMULATED_DELAY_MS:
+            raise ConfigError(
+                f"emulated_delay_jitter_ms: the largest delay, emulated_delay_ms + 3 x jitter = {largest_ms:g} ms, "
+                f"exceeds {MAX_EMULATED_DELAY_MS:g} ms"
+            )
+        if isinstance(self.emulated_delay_seed, bool) or not isinstance(self.emulated_delay_seed, int):
+            raise ConfigError(f"emulated_delay_seed: {self.emulated_delay_seed!r} is not an integer")
+        if not 0 <= self.emulated_delay_seed < 2**63:
+            raise ConfigError(f"emulated_delay_seed: {self.emulated_delay_seed} is outside 0..2^63-1")
+        if self.orchestrator is not None:
+            o_host, o_sep, o_port = str(self.orchestrator).rpartition(":")
+            if not o_sep or not o_host or not o_port.isdigit() or not 0 < int(o_port) <= 65535:
+                raise ConfigError(f"orchestrator: '{self.orchestrator}' is not HOST:PORT")
+        if isinstance(self.heartbeat_s, bool) or not isinstance(self.heartbeat_s, (int, float)):
+            raise ConfigError(f"heartbeat_s: {self.heartbeat_s!r} is not a number of seconds")
+        if not 0.05 <= self.heartbeat_s <= 60.0:
+            raise ConfigError(f"heartbeat_s: {self.heartbeat_s} is outside 0.05..60 s")
         if self.device == "simulated" and self.sim_profile is None:
             raise ConfigError("sim_profile: the simulated device needs a device profile file")
 

@@ -57,6 +57,9 @@ class MeasuredGeneration:
         energy_method: "counter", "integrated" or "unavailable".
         peak_mem_bytes: peak memory seen over the compute window.
         peak_mem_source: source label of ``peak_mem_bytes``.
+        emulated_delay_s: the emulated WAN delay this response was held back by (already inside
+            ``total_time_s``); 0 when the agent emulates none. Not a measurement.
+        emulated_delay_model: label of the delay's emulation model, "" when none.
     """
 
     model: str
@@ -77,3 +80,5 @@ class MeasuredGeneration:
     energy_method: str
     peak_mem_bytes: int
     peak_mem_source: str
+    emulated_delay_s: float = 0.0
+    emulated_delay_model: str = ""

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from node_agent.agent import Agent
 from node_agent.config import AgentConfig
+from node_agent.registration import Registration, advertised_address
 from node_agent.servicers.edge_agent import EdgeAgentServicer
 from node_agent.servicers.kserve import KServeServicer
 from protos import edge_agent_pb2, edge_agent_pb2_grpc, kserve_v2_pb2, kserve_v2_pb2_grpc
@@ -43,6 +44,7 @@ class AgentServer:
         self.port = port
         self.loop = asyncio.get_running_loop()  # the loop the server runs on
         self._health = health
+        self.registration: Registration | None = None  # with the orchestrator, when configured
 
     @property
     def address(self) -> str:
@@ -50,7 +52,9 @@ class AgentServer:
         return f"{host}:{self.port}"
 
     async def stop(self, grace_s: float = GRACE_S) -> None:
-        """Health NOT_SERVING, then stop accepting, let in-flight RPCs finish, free everything."""
+        """No more heartbeats, health NOT_SERVING, stop accepting, let in-flight RPCs finish, free everything."""
+        if self.registration is not None:
+            await self.registration.stop()
         await self._health.enter_graceful_shutdown()
         self.agent.closing = True  # telemetry streams end within their 1 s wait
         await self.server.stop(grace_s)
@@ -85,7 +89,12 @@ async def start_server(config: AgentConfig, agent: Agent | None = None) -> Agent
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("agent %s serving on %s (device %s)", agent.name, config.listen, agent.device.info().kind)
-    return AgentServer(agent, server, port, health)
+    running = AgentServer(agent, server, port, health)
+    if config.orchestrator is not None:
+        address = advertised_address(config.listen.rpartition(":")[0], port)
+        running.registration = Registration(agent, address, config.orchestrator, config.heartbeat_s)
+        running.registration.start()
+    return running
 
 
 async def serve(config: AgentConfig) -> None:

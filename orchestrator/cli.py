@@ -69,5 +69,106 @@ def info(target: Annotated[str, typer.Option(help="agent HOST:PORT")]) -> None:
             console.print(f"  model {model.name:<20} {model.kind:<7} loaded={model.loaded} {model.error}")
 
 
+@app.command()
+def bench(
+    target: Annotated[str, typer.Option(help="server HOST:PORT")],
+    model: Annotated[str, typer.Option(help="model name on the server")],
+    steps: Annotated[int, typer.Option(help="denoising steps per query")],
+    scenario: Annotated[str, typer.Option(help="single-stream | server | offline")] = "single-stream",
+    protocol: Annotated[str, typer.Option(help="edgeagent | kserve")] = "edgeagent",
+    rate: Annotated[float | None, typer.Option(help="server: Poisson arrival rate, queries/s")] = None,
+    batch: Annotated[int, typer.Option(help="images per query")] = 1,
+    min_duration_s: Annotated[float, typer.Option(help="run at least this long, s")] = 10.0,
+    min_queries: Annotated[int, typer.Option(help="issue at least this many queries")] = 100,
+    max_duration_s: Annotated[float, typer.Option(help="hard cap on the issuing time, s")] = 600.0,
+    max_queries: Annotated[int, typer.Option(help="hard cap on the queries issued")] = 100_000,
+    max_in_flight: Annotated[int, typer.Option(help="server/offline: most queries outstanding")] = 8,
+    windows: Annotated[int, typer.Option(help="measurement windows for the validity check (>= 3)")] = 5,
+    seed: Annotated[int, typer.Option(help="seeds arrivals, labels and per-query seeds")] = 0,
+    idle_s: Annotated[float, typer.Option(help="idle-power baseline before the run, s (0: none)")] = 5.0,
+    timeout_s: Annotated[float, typer.Option(help="deadline of each query, s")] = 60.0,
+    connect_timeout_s: Annotated[float, typer.Option(help="wait this long for the target to connect, s")] = 5.0,
+    warmup: Annotated[int, typer.Option(help="warm-up queries before the run (not recorded)")] = 2,
+    num_classes: Annotated[int | None, typer.Option(help="labels from 0..N-1; default: from the target")] = None,
+    out: Annotated[Path, typer.Option(help="where to write the report")] = Path("bench.json"),
+) -> None:
+    """Drive a model with a MLPerf-LoadGen-style scenario and write bench.json."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.harness.bench import run_bench
+    from orchestrator.harness.report import summary_rows, write_report
+    from orchestrator.harness.runner import BenchConfig
+    from orchestrator.harness.scenarios import Limits
+    from orchestrator.harness.targets import PROTOCOLS, BenchError
+
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol: '{protocol}' is not one of {', '.join(PROTOCOLS)}")
+    try:
+        config = BenchConfig(
+            scenario=scenario,
+            model=model,
+            steps=steps,
+            batch=batch,
+            seed=seed,
+            rate_qps=rate,
+            max_in_flight=max_in_flight,
+            limits=Limits(min_duration_s, min_queries, max_duration_s, max_queries),
+            windows=windows,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            idle_s=idle_s,
+            warmup_queries=warmup,
+            num_classes=num_classes,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=min_duration_s or None, counts="")
+
+        def on_progress(issued: int, finished: int, elapsed_s: float) -> None:
+            progress.update(task, completed=elapsed_s, counts=f"{finished}/{issued} queries finished")
+
+        try:
+            report = run_bench(
+                config, target, protocol, on_progress, lambda text: progress.update(task, description=text)
+            )
+        except BenchError as exc:
+            progress.stop()
+            console.print(f"[red]edgetb bench: {exc}[/red]")
+            raise typer.Exit(1) from None
+    write_report(report, out)
+    table = Table("figure", "value", title=f"edgetb bench: {target}")
+    for name, value in summary_rows(report):
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"written: {out}")
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="orchestrator TOML file (see orchestrator/config.py)")],
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT of the gRPC API; overrides the file")] = None,
+    metrics_listen: Annotated[str | None, typer.Option(help="HOST:PORT of /metrics; overrides the file")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="folder of the run store files; overrides the file")] = None,
+    log_level: Annotated[str, typer.Option(help="debug|info|warning")] = "info",
+) -> None:
+    """Run the orchestrator daemon (registry, routing, telemetry store, /metrics) until SIGTERM/SIGINT."""
+    import asyncio
+    import logging
+
+    from orchestrator.config import ConfigError, OrchestratorConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = OrchestratorConfig.load(config, listen=listen, metrics_listen=metrics_listen, run_dir=run_dir)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    from orchestrator.daemon import serve as run
+
+    asyncio.run(run(cfg))
+
+
 if __name__ == "__main__":
     app()

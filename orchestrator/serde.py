@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from grpc_health.v1 import health_pb2
 
 from protos import edge_agent_pb2 as pb
 
@@ -40,6 +41,8 @@ class Generated:
     energy_j: float | None
     energy_source: str
     peak_mem_bytes: int
+    #: emulated WAN delay the agent held the response back by (inside total_time_s; not measured)
+    emulated_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def generated_from_proto(response: pb.GenerateResponse) -> Generated:
         energy_j=m.energy_j if m.HasField("energy_j") else None,
         energy_source=m.energy_source,
         peak_mem_bytes=m.peak_mem_bytes,
+        emulated_delay_s=m.emulated_delay_s,
     )
 
 
@@ -157,3 +161,81 @@ def agent_from_proto(info: pb.AgentInfo) -> RemoteAgent:
         telemetry_hz=info.telemetry_hz,
         measured_sample_period_s=info.measured_sample_period_s,
     )
+
+
+# --- the daemon's side: telemetry ingest, forwarded requests, health checks ------------------
+
+
+@dataclass(frozen=True)
+class TelemetryRow:
+    """One telemetry sample of an agent, as the daemon stores it (None: the source had no value)."""
+
+    agent: str
+    seq: int
+    t_unix_s: float
+    power_w: float | None
+    power_source: str
+    energy_j: float | None
+    energy_source: str
+    mem_used_bytes: int | None
+    mem_total_bytes: int | None
+    mem_source: str
+    util_pct: float | None
+    clock_mhz: float | None
+    queue_depth: int
+
+
+@dataclass(frozen=True)
+class TelemetryChunk:
+    """One StreamTelemetry message: its samples, where to resume, and how many were lost."""
+
+    agent: str
+    rows: tuple[TelemetryRow, ...]
+    next_seq: int
+    dropped: int
+
+
+def telemetry_request(from_seq: int, batch_size: int) -> pb.StreamTelemetryRequest:
+    return pb.StreamTelemetryRequest(from_seq=from_seq, batch_size=batch_size)
+
+
+def _optional(message: object, field: str) -> object | None:
+    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+
+
+def telemetry_from_proto(batch: pb.TelemetryBatch, agent: str) -> TelemetryChunk:
+    """Decode a TelemetryBatch; ``agent`` names the rows (the daemon's name for the agent)."""
+    rows = tuple(
+        TelemetryRow(
+            agent=agent,
+            seq=s.seq,
+            t_unix_s=s.t_unix_s,
+            power_w=_optional(s, "power_w"),  # type: ignore[arg-type]
+            power_source=s.power_source,
+            energy_j=_optional(s, "energy_j"),  # type: ignore[arg-type]
+            energy_source=s.energy_source,
+            mem_used_bytes=_optional(s, "mem_used_bytes"),  # type: ignore[arg-type]
+            mem_total_bytes=_optional(s, "mem_total_bytes"),  # type: ignore[arg-type]
+            mem_source=s.mem_source,
+            util_pct=_optional(s, "util_pct"),  # type: ignore[arg-type]
+            clock_mhz=_optional(s, "clock_mhz"),  # type: ignore[arg-type]
+            queue_depth=s.queue_depth,
+        )
+        for s in batch.samples
+    )
+    return TelemetryChunk(agent=agent, rows=rows, next_seq=batch.next_seq, dropped=batch.dropped)
+
+
+def forward_request(model: str, label: int, steps: int | None, seed: int, request_id: str) -> pb.GenerateRequest:
+    """The Generate request the daemon forwards for one submitted request (one image)."""
+    request = generate_request(model, [label], steps, seed)
+    request.request_id = request_id
+    return request
+
+
+def health_request(service: str = "") -> health_pb2.HealthCheckRequest:
+    return health_pb2.HealthCheckRequest(service=service)
+
+
+def is_serving(response: health_pb2.HealthCheckResponse) -> bool:
+    return response.status == health_pb2.HealthCheckResponse.SERVING

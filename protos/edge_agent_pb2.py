@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/edge_agent.proto\x12\x0f\x65\x64getb.agent.v1\"\x10\n\x0eGetInfoRequest\"X\n\x0fTelemetrySource\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x17\n\x0fnative_period_s\x18\x03 \x01(\x01\x12\x0c\n\x04note\x18\x04 \x01(\t\"\x91\x01\n\nDeviceInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmem_total_bytes\x18\x03 \x01(\x04\x12\x31\n\x07sources\x18\x04 \x03(\x0b\x32 .edgetb.agent.v1.TelemetrySource\x12\x1b\n\x13\x65xecution_providers\x18\x05 \x03(\t\"\xfc\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12+\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x1b.edgetb.agent.v1.DeviceInfo\x12\x14\n\x0ctelemetry_hz\x18\x05 \x01(\x01\x12 \n\x18measured_sample_period_s\x18\x06 \x01(\x01\x12\x18\n\x10models_available\x18\x07 \x01(\r\x12\x15\n\rmodels_loaded\x18\x08 \x01(\r\x12\x10\n\x08uptime_s\x18\t \x01(\x01\x12\x16\n\x0equeue_capacity\x18\n \x01(\r\"\x13\n\x11ListModelsRequest\"\xb1\x02\n\x10ModelDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bimage_shape\x18\x04 \x03(\r\x12\x13\n\x0bnum_classes\x18\x05 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\x1b\n\x13num_train_timesteps\x18\x07 \x01(\r\x12\x15\n\rdefault_steps\x18\x08 \x01(\r\x12\x19\n\x11\x64\x65\x66\x61ult_scheduler\x18\t \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_guidance\x18\n \x01(\x01\x12\x11\n\tmax_batch\x18\x0b \x01(\r\x12\x0e\n\x06loaded\x18\x0c \x01(\x08\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x12\n\nfile_bytes\x18\x0e \x01(\x04\"G\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.edgetb.agent.v1.ModelDescription\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x84\x01\n\x11LoadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bload_time_s\x18\x02 \x01(\x01\x12\x17\n\x0fmem_delta_bytes\x18\x03 \x01(\x03\x12\x1b\n\x13\x65xecution_providers\x18\x04 \x03(\t\x12\x16\n\x0e\x61lready_loaded\x18\x05 \x01(\x08\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13UnloadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x03\"\xb4\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\x05\x12\x12\n\x05steps\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x15\n\x08guidance\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\tscheduler\x18\x06 \x01(\t\x12\x0b\n\x03\x65ta\x18\x07 \x01(\x01\x12\x12\n\nrequest_id\x18\x08 \x01(\tB\x08\n\x06_stepsB\x0b\n\t_guidance\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x81\x02\n\x0bMeasurement\x12\x14\n\x0cqueue_time_s\x18\x01 \x01(\x01\x12\x16\n\x0e\x63ompute_time_s\x18\x02 \x01(\x01\x12\x14\n\x0cstep_times_s\x18\x03 \x03(\x01\x12\x15\n\rdecode_time_s\x18\x04 \x01(\x01\x12\x16\n\x0epeak_mem_bytes\x18\x05 \x01(\x04\x12\x17\n\x0fpeak_mem_source\x18\x06 \x01(\t\x12\x15\n\x08\x65nergy_j\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\renergy_source\x18\x08 \x01(\t\x12\x15\n\renergy_method\x18\t \x01(\t\x12\x14\n\x0ctotal_time_s\x18\n \x01(\x01\x42\x0b\n\t_energy_j\"\xe2\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\'\n\x06images\x18\x03 \x01(\x0b\x32\x17.edgetb.agent.v1.Tensor\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\x11\n\tscheduler\x18\x05 \x01(\t\x12\x10\n\x08guidance\x18\x06 \x01(\x01\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\x31\n\x0bmeasurement\x18\x08 \x01(\x0b\x32\x1c.edgetb.agent.v1.Measurement\x12\r\n\x05\x61gent\x18\t \x01(\t\">\n\x16StreamTelemetryRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\xd0\x04\n\x0fTelemetrySample\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08t_unix_s\x18\x02 \x01(\x01\x12\x14\n\x07power_w\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cpower_source\x18\x04 \x01(\t\x12\x15\n\x08\x65nergy_j\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\renergy_source\x18\x06 \x01(\t\x12\x1b\n\x0emem_used_bytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0fmem_total_bytes\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\x12\n\nmem_source\x18\t \x01(\t\x12\x15\n\x08util_pct\x18\n \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tclock_mhz\x18\x0b \x01(\x01H\x05\x88\x01\x01\x12=\n\x07rails_w\x18\x0c \x03(\x0b\x32,.edgetb.agent.v1.TelemetrySample.RailsWEntry\x12:\n\x05\x65xtra\x18\r \x03(\x0b\x32+.edgetb.agent.v1.TelemetrySample.ExtraEntry\x12\x13\n\x0bqueue_depth\x18\x0e \x01(\r\x1a-\n\x0bRailsWEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\n\n\x08_power_wB\x0b\n\t_energy_jB\x11\n\x0f_mem_used_bytesB\x12\n\x10_mem_total_bytesB\x0b\n\t_util_pctB\x0c\n\n_clock_mhz\"u\n\x0eTelemetryBatch\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x31\n\x07samples\x18\x02 \x03(\x0b\x32 .edgetb.agent.v1.TelemetrySample\x12\x10\n\x08next_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x04\"Q\n\x13SetPowerModeRequest\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x1a\n\rpower_limit_w\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_power_limit_w\"$\n\x14SetPowerModeResponse\x12\x0c\n\x04mode\x18\x01 \x01(\t2\xe5\x04\n\tEdgeAgent\x12\x46\n\x07GetInfo\x12\x1f.edgetb.agent.v1.GetInfoRequest\x1a\x1a.edgetb.agent.v1.AgentInfo\x12U\n\nListModels\x12\".edgetb.agent.v1.ListModelsRequest\x1a#.edgetb.agent.v1.ListModelsResponse\x12R\n\tLoadModel\x12!.edgetb.agent.v1.LoadModelRequest\x1a\".edgetb.agent.v1.LoadModelResponse\x12X\n\x0bUnloadModel\x12#.edgetb.agent.v1.UnloadModelRequest\x1a$.edgetb.agent.v1.UnloadModelResponse\x12O\n\x08Generate\x12 .edgetb.agent.v1.GenerateRequest\x1a!.edgetb.agent.v1.GenerateResponse\x12]\n\x0fStreamTelemetry\x12\'.edgetb.agent.v1.StreamTelemetryRequest\x1a\x1f.edgetb.agent.v1.TelemetryBatch0\x01\x12[\n\x0cSetPowerMode\x12$.edgetb.agent.v1.SetPowerModeRequest\x1a%.edgetb.agent.v1.SetPowerModeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/edge_agent.proto\x12\x0f\x65\x64getb.agent.v1\"\x10\n\x0eGetInfoRequest\"X\n\x0fTelemetrySource\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x17\n\x0fnative_period_s\x18\x03 \x01(\x01\x12\x0c\n\x04note\x18\x04 \x01(\t\"\x91\x01\n\nDeviceInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmem_total_bytes\x18\x03 \x01(\x04\x12\x31\n\x07sources\x18\x04 \x03(\x0b\x32 .edgetb.agent.v1.TelemetrySource\x12\x1b\n\x13\x65xecution_providers\x18\x05 \x03(\t\"\xda\x02\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12+\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x1b.edgetb.agent.v1.DeviceInfo\x12\x14\n\x0ctelemetry_hz\x18\x05 \x01(\x01\x12 \n\x18measured_sample_period_s\x18\x06 \x01(\x01\x12\x18\n\x10models_available\x18\x07 \x01(\r\x12\x15\n\rmodels_loaded\x18\x08 \x01(\r\x12\x10\n\x08uptime_s\x18\t \x01(\x01\x12\x16\n\x0equeue_capacity\x18\n \x01(\r\x12\x1d\n\x15\x65mulated_delay_mean_s\x18\x0b \x01(\x01\x12\x1f\n\x17\x65mulated_delay_jitter_s\x18\x0c \x01(\x01\x12\x1c\n\x14\x65mulated_delay_model\x18\r \x01(\t\"\x13\n\x11ListModelsRequest\"\xb1\x02\n\x10ModelDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bimage_shape\x18\x04 \x03(\r\x12\x13\n\x0bnum_classes\x18\x05 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\x1b\n\x13num_train_timesteps\x18\x07 \x01(\r\x12\x15\n\rdefault_steps\x18\x08 \x01(\r\x12\x19\n\x11\x64\x65\x66\x61ult_scheduler\x18\t \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_guidance\x18\n \x01(\x01\x12\x11\n\tmax_batch\x18\x0b \x01(\r\x12\x0e\n\x06loaded\x18\x0c \x01(\x08\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x12\n\nfile_bytes\x18\x0e \x01(\x04\"G\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.edgetb.agent.v1.ModelDescription\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x84\x01\n\x11LoadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bload_time_s\x18\x02 \x01(\x01\x12\x17\n\x0fmem_delta_bytes\x18\x03 \x01(\x03\x12\x1b\n\x13\x65xecution_providers\x18\x04 \x03(\t\x12\x16\n\x0e\x61lready_loaded\x18\x05 \x01(\x08\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13UnloadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x03\"\xb4\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\x05\x12\x12\n\x05steps\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x15\n\x08guidance\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\tscheduler\x18\x06 \x01(\t\x12\x0b\n\x03\x65ta\x18\x07 \x01(\x01\x12\x12\n\nrequest_id\x18\x08 \x01(\tB\x08\n\x06_stepsB\x0b\n\t_guidance\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb9\x02\n\x0bMeasurement\x12\x14\n\x0cqueue_time_s\x18\x01 \x01(\x01\x12\x16\n\x0e\x63ompute_time_s\x18\x02 \x01(\x01\x12\x14\n\x0cstep_times_s\x18\x03 \x03(\x01\x12\x15\n\rdecode_time_s\x18\x04 \x01(\x01\x12\x16\n\x0epeak_mem_bytes\x18\x05 \x01(\x04\x12\x17\n\x0fpeak_mem_source\x18\x06 \x01(\t\x12\x15\n\x08\x65nergy_j\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\renergy_source\x18\x08 \x01(\t\x12\x15\n\renergy_method\x18\t \x01(\t\x12\x14\n\x0ctotal_time_s\x18\n \x01(\x01\x12\x18\n\x10\x65mulated_delay_s\x18\x0b \x01(\x01\x12\x1c\n\x14\x65mulated_delay_model\x18\x0c \x01(\tB\x0b\n\t_energy_j\"\xe2\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\'\n\x06images\x18\x03 \x01(\x0b\x32\x17.edgetb.agent.v1.Tensor\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\x11\n\tscheduler\x18\x05 \x01(\t\x12\x10\n\x08guidance\x18\x06 \x01(\x01\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\x31\n\x0bmeasurement\x18\x08 \x01(\x0b\x32\x1c.edgetb.agent.v1.Measurement\x12\r\n\x05\x61gent\x18\t \x01(\t\">\n\x16StreamTelemetryRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\xd0\x04\n\x0fTelemetrySample\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08t_unix_s\x18\x02 \x01(\x01\x12\x14\n\x07power_w\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cpower_source\x18\x04 \x01(\t\x12\x15\n\x08\x65nergy_j\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\renergy_source\x18\x06 \x01(\t\x12\x1b\n\x0emem_used_bytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0fmem_total_bytes\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\x12\n\nmem_source\x18\t \x01(\t\x12\x15\n\x08util_pct\x18\n \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tclock_mhz\x18\x0b \x01(\x01H\x05\x88\x01\x01\x12=\n\x07rails_w\x18\x0c \x03(\x0b\x32,.edgetb.agent.v1.TelemetrySample.RailsWEntry\x12:\n\x05\x65xtra\x18\r \x03(\x0b\x32+.edgetb.agent.v1.TelemetrySample.ExtraEntry\x12\x13\n\x0bqueue_depth\x18\x0e \x01(\r\x1a-\n\x0bRailsWEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\n\n\x08_power_wB\x0b\n\t_energy_jB\x11\n\x0f_mem_used_bytesB\x12\n\x10_mem_total_bytesB\x0b\n\t_util_pctB\x0c\n\n_clock_mhz\"u\n\x0eTelemetryBatch\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x31\n\x07samples\x18\x02 \x03(\x0b\x32 .edgetb.agent.v1.TelemetrySample\x12\x10\n\x08next_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x04\"Q\n\x13SetPowerModeRequest\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x1a\n\rpower_limit_w\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_power_limit_w\"$\n\x14SetPowerModeResponse\x12\x0c\n\x04mode\x18\x01 \x01(\t2\xe5\x04\n\tEdgeAgent\x12\x46\n\x07GetInfo\x12\x1f.edgetb.agent.v1.GetInfoRequest\x1a\x1a.edgetb.agent.v1.AgentInfo\x12U\n\nListModels\x12\".edgetb.agent.v1.ListModelsRequest\x1a#.edgetb.agent.v1.ListModelsResponse\x12R\n\tLoadModel\x12!.edgetb.agent.v1.LoadModelRequest\x1a\".edgetb.agent.v1.LoadModelResponse\x12X\n\x0bUnloadModel\x12#.edgetb.agent.v1.UnloadModelRequest\x1a$.edgetb.agent.v1.UnloadModelResponse\x12O\n\x08Generate\x12 .edgetb.agent.v1.GenerateRequest\x1a!.edgetb.agent.v1.GenerateResponse\x12]\n\x0fStreamTelemetry\x12\'.edgetb.agent.v1.StreamTelemetryRequest\x1a\x1f.edgetb.agent.v1.TelemetryBatch0\x01\x12[\n\x0cSetPowerMode\x12$.edgetb.agent.v1.SetPowerModeRequest\x1a%.edgetb.agent.v1.SetPowerModeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,43 +42,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICEINFO']._serialized_start=153
   _globals['_DEVICEINFO']._serialized_end=298
   _globals['_AGENTINFO']._serialized_start=301
-  _globals['_AGENTINFO']._serialized_end=553
-  _globals['_LISTMODELSREQUEST']._serialized_start=555
-  _globals['_LISTMODELSREQUEST']._serialized_end=574
-  _globals['_MODELDESCRIPTION']._serialized_start=577
-  _globals['_MODELDESCRIPTION']._serialized_end=882
-  _globals['_LISTMODELSRESPONSE']._serialized_start=884
-  _globals['_LISTMODELSRESPONSE']._serialized_end=955
-  _globals['_LOADMODELREQUEST']._serialized_start=957
-  _globals['_LOADMODELREQUEST']._serialized_end=989
-  _globals['_LOADMODELRESPONSE']._serialized_start=992
-  _globals['_LOADMODELRESPONSE']._serialized_end=1124
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1126
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1160
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1162
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1218
-  _globals['_GENERATEREQUEST']._serialized_start=1221
-  _globals['_GENERATEREQUEST']._serialized_end=1401
-  _globals['_TENSOR']._serialized_start=1403
-  _globals['_TENSOR']._serialized_end=1455
-  _globals['_MEASUREMENT']._serialized_start=1458
-  _globals['_MEASUREMENT']._serialized_end=1715
-  _globals['_GENERATERESPONSE']._serialized_start=1718
-  _globals['_GENERATERESPONSE']._serialized_end=1944
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=1946
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=2008
-  _globals['_TELEMETRYSAMPLE']._serialized_start=2011
-  _globals['_TELEMETRYSAMPLE']._serialized_end=2603
-  _globals['_TELEMETRYSAMPLE_RAILSWENTRY']._serialized_start=2421
-  _globals['_TELEMETRYSAMPLE_RAILSWENTRY']._serialized_end=2466
-  _globals['_TELEMETRYSAMPLE_EXTRAENTRY']._serialized_start=2468
-  _globals['_TELEMETRYSAMPLE_EXTRAENTRY']._serialized_end=2512
-  _globals['_TELEMETRYBATCH']._serialized_start=2605
-  _globals['_TELEMETRYBATCH']._serialized_end=2722
-  _globals['_SETPOWERMODEREQUEST']._serialized_start=2724
-  _globals['_SETPOWERMODEREQUEST']._serialized_end=2805
-  _globals['_SETPOWERMODERESPONSE']._serialized_start=2807
-  _globals['_SETPOWERMODERESPONSE']._serialized_end=2843
-  _globals['_EDGEAGENT']._serialized_start=2846
-  _globals['_EDGEAGENT']._serialized_end=3459
+  _globals['_AGENTINFO']._serialized_end=647
+  _globals['_LISTMODELSREQUEST']._serialized_start=649
+  _globals['_LISTMODELSREQUEST']._serialized_end=668
+  _globals['_MODELDESCRIPTION']._serialized_start=671
+  _globals['_MODELDESCRIPTION']._serialized_end=976
+  _globals['_LISTMODELSRESPONSE']._serialized_start=978
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1049
+  _globals['_LOADMODELREQUEST']._serialized_start=1051
+  _globals['_LOADMODELREQUEST']._serialized_end=1083
+  _globals['_LOADMODELRESPONSE']._serialized_start=1086
+  _globals['_LOADMODELRESPONSE']._serialized_end=1218
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1220
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1254
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1256
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1312
+  _globals['_GENERATEREQUEST']._serialized_start=1315
+  _globals['_GENERATEREQUEST']._serialized_end=1495
+  _globals['_TENSOR']._serialized_start=1497
+  _globals['_TENSOR']._serialized_end=1549
+  _globals['_MEASUREMENT']._serialized_start=1552
+  _globals['_MEASUREMENT']._serialized_end=1865
+  _globals['_GENERATERESPONSE']._serialized_start=1868
+  _globals['_GENERATERESPONSE']._serialized_end=2094
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=2096
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=2158
+  _globals['_TELEMETRYSAMPLE']._serialized_start=2161
+  _globals['_TELEMETRYSAMPLE']._serialized_end=2753
+  _globals['_TELEMETRYSAMPLE_RAILSWENTRY']._serialized_start=2571
+  _globals['_TELEMETRYSAMPLE_RAILSWENTRY']._serialized_end=2616
+  _globals['_TELEMETRYSAMPLE_EXTRAENTRY']._serialized_start=2618
+  _globals['_TELEMETRYSAMPLE_EXTRAENTRY']._serialized_end=2662
+  _globals['_TELEMETRYBATCH']._serialized_start=2755
+  _globals['_TELEMETRYBATCH']._serialized_end=2872
+  _globals['_SETPOWERMODEREQUEST']._serialized_start=2874
+  _globals['_SETPOWERMODEREQUEST']._serialized_end=2955
+  _globals['_SETPOWERMODERESPONSE']._serialized_start=2957
+  _globals['_SETPOWERMODERESPONSE']._serialized_end=2993
+  _globals['_EDGEAGENT']._serialized_start=2996
+  _globals['_EDGEAGENT']._serialized_end=3609
 # @@protoc_insertion_point(module_scope)

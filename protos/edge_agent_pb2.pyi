@@ -37,7 +37,7 @@ class DeviceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., mem_total_bytes: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[TelemetrySource, _Mapping]]] = ..., execution_providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("name", "version", "hostname", "device", "telemetry_hz", "measured_sample_period_s", "models_available", "models_loaded", "uptime_s", "queue_capacity")
+    __slots__ = ("name", "version", "hostname", "device", "telemetry_hz", "measured_sample_period_s", "models_available", "models_loaded", "uptime_s", "queue_capacity", "emulated_delay_mean_s", "emulated_delay_jitter_s", "emulated_delay_model")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,9 @@ class AgentInfo(_message.Message):
     MODELS_LOADED_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     QUEUE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_DELAY_MEAN_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_DELAY_JITTER_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_DELAY_MODEL_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     hostname: str
@@ -58,7 +61,10 @@ class AgentInfo(_message.Message):
     models_loaded: int
     uptime_s: float
     queue_capacity: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., telemetry_hz: _Optional[float] = ..., measured_sample_period_s: _Optional[float] = ..., models_available: _Optional[int] = ..., models_loaded: _Optional[int] = ..., uptime_s: _Optional[float] = ..., queue_capacity: _Optional[int] = ...) -> None: ...
+    emulated_delay_mean_s: float
+    emulated_delay_jitter_s: float
+    emulated_delay_model: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., telemetry_hz: _Optional[float] = ..., measured_sample_period_s: _Optional[float] = ..., models_available: _Optional[int] = ..., models_loaded: _Optional[int] = ..., uptime_s: _Optional[float] = ..., queue_capacity: _Optional[int] = ..., emulated_delay_mean_s: _Optional[float] = ..., emulated_delay_jitter_s: _Optional[float] = ..., emulated_delay_model: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -167,7 +173,7 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Measurement(_message.Message):
-    __slots__ = ("queue_time_s", "compute_time_s", "step_times_s", "decode_time_s", "peak_mem_bytes", "peak_mem_source", "energy_j", "energy_source", "energy_method", "total_time_s")
+    __slots__ = ("queue_time_s", "compute_time_s", "step_times_s", "decode_time_s", "peak_mem_bytes", "peak_mem_source", "energy_j", "energy_source", "energy_method", "total_time_s", "emulated_delay_s", "emulated_delay_model")
     QUEUE_TIME_S_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_TIME_S_FIELD_NUMBER: _ClassVar[int]
     STEP_TIMES_S_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +184,8 @@ class Measurement(_message.Message):
     ENERGY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     ENERGY_METHOD_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_DELAY_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_DELAY_MODEL_FIELD_NUMBER: _ClassVar[int]
     queue_time_s: float
     compute_time_s: float
     step_times_s: _containers.RepeatedScalarFieldContainer[float]
@@ -188,7 +196,9 @@ class Measurement(_message.Message):
     energy_source: str
     energy_method: str
     total_time_s: float
-    def __init__(self, queue_time_s: _Optional[float] = ..., compute_time_s: _Optional[float] = ..., step_times_s: _Optional[_Iterable[float]] = ..., decode_time_s: _Optional[float] = ..., peak_mem_bytes: _Optional[int] = ..., peak_mem_source: _Optional[str] = ..., energy_j: _Optional[float] = ..., energy_source: _Optional[str] = ..., energy_method: _Optional[str] = ..., total_time_s: _Optional[float] = ...) -> None: ...
+    emulated_delay_s: float
+    emulated_delay_model: str
+    def __init__(self, queue_time_s: _Optional[float] = ..., compute_time_s: _Optional[float] = ..., step_times_s: _Optional[_Iterable[float]] = ..., decode_time_s: _Optional[float] = ..., peak_mem_bytes: _Optional[int] = ..., peak_mem_source: _Optional[str] = ..., energy_j: _Optional[float] = ..., energy_source: _Optional[str] = ..., energy_method: _Optional[str] = ..., total_time_s: _Optional[float] = ..., emulated_delay_s: _Optional[float] = ..., emulated_delay_model: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("model", "request_id", "images", "steps", "scheduler", "guidance", "seed", "measurement", "agent")

@@ -43,6 +43,8 @@ def generate_response(result: MeasuredGeneration) -> pb.GenerateResponse:
         energy_source=result.energy_source,
         energy_method=result.energy_method,
         total_time_s=result.total_time_s,
+        emulated_delay_s=result.emulated_delay_s,
+        emulated_delay_model=result.emulated_delay_model,
     )
     if result.energy_j is not None:
         measurement.energy_j = result.energy_j
@@ -96,6 +98,9 @@ def agent_info(status: AgentStatus) -> pb.AgentInfo:
         models_loaded=status.models_loaded,
         uptime_s=status.uptime_s,
         queue_capacity=status.queue_capacity,
+        emulated_delay_mean_s=status.emulated_delay_mean_s,
+        emulated_delay_jitter_s=status.emulated_delay_jitter_s,
+        emulated_delay_model=status.emulated_delay_model,
     )
 
 

@@ -7,7 +7,9 @@ A diffusion model is offered over KServe v2 as a model with one input and one ou
 
 The diffusion settings travel as request parameters (``steps``, ``seed``, ``guidance``,
 ``scheduler``, ``eta``; Triton's ``timeout`` in microseconds is honoured as a deadline) and the
-measurements come back as response parameters.
+measurements come back as response parameters. An agent that emulates a WAN delay adds
+``emulated_delay_s`` (not measured; inside ``total_time_s``) and its label ``emulated_delay_model``;
+agents without one leave both out.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ def generation_to_infer_response(result: MeasuredGeneration) -> pb.ModelInferRes
     p["energy_method"].string_param = result.energy_method
     p["peak_mem_bytes"].int64_param = result.peak_mem_bytes
     p["peak_mem_source"].string_param = result.peak_mem_source
+    if result.emulated_delay_model:
+        p["emulated_delay_s"].double_param = result.emulated_delay_s
+        p["emulated_delay_model"].string_param = result.emulated_delay_model
     return response
 
 

@@ -1,0 +1,188 @@
+"""The daemon's settings: one validated pydantic model, read from ``orchestrator.toml``.
+
+Example::
+
+    listen = "127.0.0.1:50051"          # the Orchestrator gRPC API
+    metrics_listen = "127.0.0.1:9464"   # Prometheus /metrics; "" = none
+    heartbeat_s = 2.0                   # agents missing 3 intervals are down
+    run_dir = "runs"                    # one SQLite file per run
+    telemetry_batch_size = 10           # samples per telemetry message (10..100)
+
+    [limits]
+    max_inflight_requests = 64
+
+    [[agents]]                          # static agents (health-checked unless they register)
+    name = "edge-a"
+    address = "127.0.0.1:50061"
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting (and the file, when from one)."""
+
+
+def check_host_port(value: str, *, allow_zero: bool = True) -> str:
+    """``value`` if it is HOST:PORT (port 0 picks a free one where ``allow_zero``), else ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535 or (not allow_zero and int(port) == 0):
+        raise ValueError(f"'{value}' is not HOST:PORT")
+    return value
+
+
+class StaticAgent(BaseModel):
+    """An agent the daemon knows from its configuration (health-checked until it registers).
+
+    Attributes:
+        name: the agent's name (as it reports it).
+        address: its HOST:PORT.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=_NAME.pattern)
+    address: str
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_host_port(value, allow_zero=False)
+
+
+class Limits(BaseModel):
+    """Bounds of the daemon.
+
+    Attributes:
+        max_agents: agents known at once (static and registered); beyond it registration fails.
+        max_inflight_requests: Submit calls served at once; beyond it RESOURCE_EXHAUSTED.
+        max_concurrent_rpcs: RPCs of any kind handled at once (gRPC answers RESOURCE_EXHAUSTED).
+        max_message_bytes: largest message received or sent, bytes.
+        default_deadline_s: a Submit's time limit when it sets none, seconds.
+        max_deadline_s: the largest time limit a Submit may ask for, seconds.
+        store_queue_capacity: rows waiting for the SQLite writer; beyond it rows are counted and logged.
+        store_batch_rows: rows the writer commits per transaction at most.
+        ingest_max_failures: failed telemetry streams in a row before ingest of an agent stops
+            (it restarts when the agent comes up again).
+        ingest_backoff_max_s: largest wait between telemetry reconnects, seconds.
+        rpc_timeout_s: time limit of health checks and model listings, seconds.
+        load_timeout_s: time limit of a LoadModel call, seconds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_agents: int = Field(256, ge=1, le=100_000)
+    max_inflight_requests: int = Field(64, ge=1, le=100_000)
+    max_concurrent_rpcs: int = Field(512, ge=1, le=100_000)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1 << 30)
+    default_deadline_s: float = Field(60.0, gt=0, le=3600)
+    max_deadline_s: float = Field(600.0, gt=0, le=86_400)
+    store_queue_capacity: int = Field(100_000, ge=10, le=10_000_000)
+    store_batch_rows: int = Field(1000, ge=1, le=100_000)
+    ingest_max_failures: int = Field(20, ge=1, le=10_000)
+    ingest_backoff_max_s: float = Field(5.0, gt=0, le=300)
+    rpc_timeout_s: float = Field(5.0, gt=0, le=300)
+    load_timeout_s: float = Field(120.0, gt=0, le=3600)
+
+
+class OrchestratorConfig(BaseModel):
+    """Everything the daemon needs to run.
+
+    Attributes:
+        listen: HOST:PORT of the Orchestrator gRPC API; port 0 picks a free one. Loopback by default.
+        metrics_listen: HOST:PORT of the Prometheus ``/metrics`` endpoint; empty: none.
+        agents: static agents, ``[[agents]]`` tables with ``name`` and ``address``.
+        heartbeat_s: heartbeat interval assigned to agents, and the health-check period of static
+            agents that do not register, seconds; an agent silent for 3 intervals is down.
+        run_dir: folder that receives one SQLite file per run.
+        telemetry_batch_size: samples per telemetry message asked of agents, 10..100.
+        limits: the daemon's bounds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    listen: str = "127.0.0.1:50051"
+    metrics_listen: str = "127.0.0.1:9464"
+    agents: tuple[StaticAgent, ...] = ()
+    heartbeat_s: float = Field(2.0, ge=0.05, le=60.0)
+    run_dir: Path = Path("runs")
+    telemetry_batch_size: int = Field(10, ge=10, le=100)
+    limits: Limits = Limits()
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_host_port(value)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        return value and check_host_port(value)
+
+    @model_validator(mode="after")
+    def _unique_agents(self) -> OrchestratorConfig:
+        names = [a.name for a in self.agents]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"agents: the name '{name}' appears more than once")
+        if len(names) > self.limits.max_agents:
+            raise ValueError(f"agents: {len(names)} static agents exceed limits.max_agents = {self.limits.max_agents}")
+        if self.limits.default_deadline_s > self.limits.max_deadline_s:
+            raise ValueError("limits.default_deadline_s: exceeds limits.max_deadline_s")
+        return self
+
+    @classmethod
+    def load(cls, path: Path, **overrides: object) -> OrchestratorConfig:
+        """Read ``[orchestrator]`` (or top-level) settings from a TOML file; ``overrides`` win.
+
+        ``run_dir`` is relative to the file's folder.
+
+        Raises:
+            ConfigError: unreadable file, unknown key, wrong type or invalid value, naming the file
+                and the setting (``agents.1.address``, ``limits.max_inflight_requests``, ...).
+        """
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        values = dict(data.get("orchestrator", data))
+        if "run_dir" in values and isinstance(values["run_dir"], str):
+            values["run_dir"] = (path.parent / values["run_dir"]).resolve()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.build(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def build(cls, **values: object) -> OrchestratorConfig:
+        """Validate ``values``; raises ConfigError whose message names each bad setting."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from exc
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per error: ``setting.path: message (got value)``."""
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a check across settings: its message starts with the setting
+            lines.append(message)
+            continue
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"{where}: {message} (got {error.get('input')!r})")
+    return "; ".join(lines)

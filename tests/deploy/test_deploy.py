@@ -212,3 +212,13 @@ def test_tmpfiles_rule_applies_to_a_fake_powercap_tree(tmp_path: Path) -> None:
     for zone in ("intel-rapl:0", "intel-rapl:0:0"):
         st = (tmp_path / "sys/class/powercap" / zone / "energy_uj").stat()
         assert (st.st_mode & 0o777, st.st_gid) == (0o440, 990)
+
+
+def test_orchestrator_example_config_loads() -> None:
+    from orchestrator.config import OrchestratorConfig
+
+    path = REPO / "deploy" / "orchestrator.example.toml"
+    config = OrchestratorConfig.load(path)
+    assert config.listen == "127.0.0.1:50051" and config.heartbeat_s == 2.0
+    assert config.limits.max_inflight_requests == 64 and config.agents == ()
+    assert config.run_dir == (path.parent / "runs").resolve()  # relative to the file

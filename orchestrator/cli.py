@@ -170,5 +170,104 @@ def serve(
     asyncio.run(run(cfg))
 
 
+@app.command()
+def up(
+    agents: Annotated[int, typer.Option(min=1, max=16, help="edge agents edge-1..edge-N, 1..16")] = 2,
+    models: Annotated[Path | None, typer.Option(help="model repository of every agent (default: shipped)")] = None,
+    device: Annotated[str, typer.Option(help="auto|cpu|simulated, for every agent")] = "auto",
+    sim_profile: Annotated[Path | None, typer.Option(help="device profile for --device simulated")] = None,
+    cloud_delay_ms: Annotated[float, typer.Option(help="cloud agent: EMULATED WAN round-trip delay, ms")] = 80.0,
+    cloud_jitter_ms: Annotated[float, typer.Option(help="cloud agent: standard deviation of that delay, ms")] = 10.0,
+    no_cloud: Annotated[bool, typer.Option("--no-cloud", help="start no cloud agent")] = False,
+    run_dir: Annotated[Path, typer.Option(help="folder of the daemon's config and run store")] = Path("runs/cluster"),
+    listen: Annotated[str, typer.Option(help="HOST:PORT of the daemon's gRPC API (port 0: a free one)")] = (
+        "127.0.0.1:0"
+    ),
+    metrics_listen: Annotated[str, typer.Option(help="HOST:PORT of the daemon's /metrics (port 0: a free one)")] = (
+        "127.0.0.1:0"
+    ),
+    heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="heartbeat interval, s")] = 1.0,
+    telemetry_hz: Annotated[float, typer.Option("--telemetry-hz", help="agents' sampler rate, Hz")] = 10.0,
+    ready_timeout_s: Annotated[float, typer.Option(help="how long the cluster may take to come up, s")] = 120.0,
+) -> None:
+    """Run the daemon, N edge agents and a cloud agent on loopback until Ctrl-C/SIGTERM (development, demos)."""
+    import signal
+    import threading
+
+    from orchestrator.cluster import SHIPPED_MODELS, ClusterError, LocalCluster
+    from orchestrator.config import check_host_port
+
+    for flag, value in (("--listen", listen), ("--metrics-listen", metrics_listen)):
+        try:
+            check_host_port(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{flag}: {exc}") from exc
+    try:
+        cluster = LocalCluster(
+            agents, models=models or SHIPPED_MODELS, device=device, sim_profile=sim_profile, cloud=not no_cloud,
+            cloud_delay_ms=cloud_delay_ms, cloud_jitter_ms=cloud_jitter_ms, run_dir=run_dir, listen=listen,
+            metrics_listen=metrics_listen, heartbeat_s=heartbeat_s, telemetry_hz=telemetry_hz,
+            ready_timeout_s=ready_timeout_s,
+        )  # fmt: skip
+    except ValueError as exc:  # "setting: message"; name the flag instead
+        setting, _, message = str(exc).partition(": ")
+        flag = {"n_agents": "agents"}.get(setting, setting).replace("_", "-")
+        raise typer.BadParameter(f"--{flag}: {message}") from exc
+
+    stop = threading.Event()
+    starting = threading.Event()
+    starting.set()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        if starting.is_set():  # still starting: unwind start() once, which stops what it started
+            starting.clear()
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        try:
+            cluster.start()
+        except ClusterError as exc:
+            starting.clear()
+            console.print(f"edgetb up: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            starting.clear()
+            console.print("edgetb up: interrupted while starting; stopped")
+            raise typer.Exit(130) from None
+        starting.clear()
+        views = {a.name: a for a in cluster.status().agents}
+        columns = ("process", "address", "device", "power source", "pid", "note")
+        table = Table(*columns, title="edgetb up: local cluster")
+        metrics = cluster.metrics_url or "off"
+        table.add_row("orchestrator", cluster.daemon_address, "-", "-", str(cluster.daemon.process.pid), metrics)
+        for name, proc in cluster.agent_processes.items():
+            view = views.get(name)
+            note = f"+{cloud_delay_ms:g}±{cloud_jitter_ms:g} ms WAN (emulated)" if name == "cloud" else ""
+            device_kind, power = (view.device_kind, view.power_source) if view else ("?", "?")
+            table.add_row(name, proc.address, device_kind, power, str(proc.process.pid), note)
+        console.print(table)
+        console.print(f"metrics: {cluster.metrics_url or 'off'}; run folder: {cluster.run_dir}")
+        console.print(f"edgetb up: ready; orchestrator {cluster.daemon_address}; Ctrl-C stops", highlight=False)
+        while not stop.wait(0.5):
+            dead = [name for name, proc in cluster.processes.items() if proc.process.poll() is not None]
+            if dead:
+                console.print(f"[red]edgetb up:[/red] {', '.join(dead)} exited; stopping the cluster")
+                for name in dead:
+                    for line in list(cluster.processes[name].output)[-15:]:
+                        console.print(f"  {name}: {line}", markup=False, highlight=False)
+                code = 1
+                break
+    finally:
+        codes = cluster.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if codes:
+        console.print("stopped: " + ", ".join(f"{name} exit {rc}" for name, rc in codes.items()), highlight=False)
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     app()

@@ -1,8 +1,9 @@
-"""Start node agents as child processes on loopback (for the demo, tests and benchmarks)."""
+"""Start node agents (and the orchestrator daemon) as child processes on loopback (demo, tests, benchmarks)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -10,18 +11,19 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
 #: Lines of a child's output kept for error messages.
 LOG_LINES = 200
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
-class LocalAgent:
-    """A running ``edgetb-agent serve`` child process."""
+class LocalProcess:
+    """A running child process that said where it listens (an agent or the orchestrator daemon)."""
 
     name: str
     address: str
@@ -39,6 +41,93 @@ class LocalAgent:
         return self.process.wait()
 
 
+#: An ``edgetb-agent serve`` child process.
+LocalAgent = LocalProcess
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent thread dies; None elsewhere.
+
+    libc and ``prctl`` are looked up here, in the parent, so the child only makes one call between
+    fork and exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
+def start_process(
+    name: str,
+    cmd: list[str],
+    *,
+    timeout_s: float = 60.0,
+    pattern: re.Pattern[str] = _LISTENING,
+    die_with_parent: bool = False,
+    own_process_group: bool = False,
+) -> LocalProcess:
+    """Start ``cmd`` and wait until a line of its output matches ``pattern`` (group 1: HOST:PORT).
+
+    Args:
+        name: name used in messages and the output thread's name.
+        cmd: the command line.
+        timeout_s: how long to wait for the line, seconds.
+        pattern: what the ready line looks like.
+        die_with_parent: on Linux, the child gets SIGTERM when the thread that started it dies
+            (``PR_SET_PDEATHSIG``), so a hard-killed parent leaves no child behind.
+        own_process_group: start the child in a session (and process group) of its own, so a terminal's Ctrl-C
+            reaches only the parent, which then stops its children in order.
+
+    Raises:
+        RuntimeError: the child exited or did not say it listens in ``timeout_s``; its output is included.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=_die_with_parent() if die_with_parent else None,
+        start_new_session=own_process_group,
+    )
+    output: deque[str] = deque(maxlen=LOG_LINES)
+    found = threading.Event()
+    address: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line.rstrip())
+            match = pattern.search(line)
+            if match and not found.is_set():
+                address.append(match.group(1))
+                found.set()
+        found.set()
+
+    threading.Thread(target=pump, name=f"{name}-output", daemon=True).start()
+    try:
+        started = found.wait(timeout_s) and bool(address)
+    except BaseException:  # e.g. Ctrl-C while waiting: the caller does not know this child yet
+        started = False
+        raise
+    finally:
+        if not started:
+            process.kill()
+            process.wait()
+    if not started:
+        raise RuntimeError(f"{name} did not start:\n" + "\n".join(output))
+    return LocalProcess(name=name, address=address[0], process=process, output=output)
+
+
 def start_agent(
     name: str,
     models: Path,
@@ -47,8 +136,11 @@ def start_agent(
     telemetry_hz: float = 10.0,
     extra: tuple[str, ...] = (),
     timeout_s: float = 60.0,
+    **options: bool,
 ) -> LocalAgent:
     """Start an agent on 127.0.0.1 with a free port and wait until it says where it listens.
+
+    ``options`` go to :func:`start_process` (``die_with_parent``, ``own_process_group``).
 
     Raises:
         RuntimeError: the agent exited or did not come up in ``timeout_s``; its output is included.
@@ -70,28 +162,7 @@ def start_agent(
         str(telemetry_hz),
         *extra,
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    output: deque[str] = deque(maxlen=LOG_LINES)
-    found = threading.Event()
-    address: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip())
-            match = _LISTENING.search(line)
-            if match and not found.is_set():
-                address.append(match.group(1))
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, name=f"agent-{name}-output", daemon=True).start()
-    if not found.wait(timeout_s) or not address:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"agent {name} did not start:\n" + "\n".join(output))
-    return LocalAgent(name=name, address=address[0], process=process, output=output)
+    return start_process(f"agent {name}", cmd, timeout_s=timeout_s, **options)
 
 
 @contextlib.contextmanager

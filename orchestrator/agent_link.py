@@ -54,6 +54,9 @@ class AgentLink:
     async def load(self, model: str, timeout_s: float) -> serde.Loaded:
         return serde.loaded_from_proto(await self._stub.LoadModel(serde.load_request(model), timeout=timeout_s))
 
+    async def unload(self, model: str, timeout_s: float) -> None:
+        await self._stub.UnloadModel(serde.unload_request(model), timeout=timeout_s)
+
     async def generate(
         self, model: str, label: int, steps: int | None, seed: int, request_id: str, timeout_s: float
     ) -> serde.Generated:

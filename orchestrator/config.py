@@ -11,6 +11,10 @@ Example::
     [limits]
     max_inflight_requests = 64
 
+    [policy]                            # optional: the policy loop
+    caching = "most-popular"
+    allocation = "fixed-steps"
+
     [[agents]]                          # static agents (health-checked unless they register)
     name = "edge-a"
     address = "127.0.0.1:50061"
@@ -21,6 +25,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -96,6 +101,76 @@ class Limits(BaseModel):
     load_timeout_s: float = Field(120.0, gt=0, le=3600)
 
 
+class PolicyConfig(BaseModel):
+    """The policy loop (``[policy]``): caching once per frame of ``frame_slots`` slots, allocation per request.
+
+    Attributes:
+        caching: caching policy run once per frame on the edge agents: ``most-popular``, ``lru``,
+            ``random``, ``no-cache``, or ``none`` (no caching decisions: models stay as loaded).
+        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, or ``router`` (the
+            router's own choice: loaded first, else most free memory).
+        slot_s: slot length, seconds.
+        frame_slots: slots per caching frame.
+        cache_models: models each edge agent keeps loaded.
+        fixed_steps: denoising steps of ``fixed-steps``, and the default of ``greedy-latency``.
+        step_candidates: step counts ``greedy-latency`` chooses from.
+        cloud_agent: name of the cloud agent (all models behind an emulated WAN delay; never cached).
+        w_latency: utility lost per second of latency, per s (copy the scenario's ``[utility]``).
+        w_energy: utility lost per joule, per J (copy the scenario's ``[utility]``).
+        evaluator: folder of the quality evaluator; empty: the shipped ``profiles/evaluator/digits``.
+        max_cache_ops: LoadModel/UnloadModel calls in flight at once across agents.
+        ewma_alpha: weight of the newest served request in the measured means, (0, 1].
+        seed: seed of the ``random`` caching policy's draws.
+        model_rank: models in preferred order; breaks ties of popularity (then the name).
+        scenario: a scenario name or TOML file (``profiles/scenarios``); settings not given here
+            come from it: ``w_latency``/``w_energy`` (``[utility]``), ``slot_s``/``frame_slots``
+            (``[timing]``), ``cache_models`` (``[cluster]``), ``model_rank`` (``[models]`` rank).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    caching: Literal["none", "most-popular", "lru", "random", "no-cache"] = "none"
+    allocation: Literal["router", "fixed-steps", "greedy-latency"] = "router"
+    slot_s: float = Field(1.0, ge=0.01, le=3600.0)
+    frame_slots: int = Field(10, ge=1, le=100_000)
+    cache_models: int = Field(1, ge=0, le=1000)
+    fixed_steps: int = Field(8, ge=1, le=10_000)
+    step_candidates: tuple[int, ...] = Field((4, 8, 16, 32), min_length=1, max_length=64)
+    cloud_agent: str = Field("cloud", pattern=_NAME.pattern)
+    w_latency: float = Field(0.5, ge=0.0, le=1e6)
+    w_energy: float = Field(0.01, ge=0.0, le=1e6)
+    evaluator: str = ""
+    max_cache_ops: int = Field(4, ge=1, le=256)
+    ewma_alpha: float = Field(0.3, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    model_rank: tuple[str, ...] = Field((), max_length=10_000)
+    scenario: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scenario(cls, values: object) -> object:
+        if not isinstance(values, dict) or not values.get("scenario"):
+            return values
+        from profiles.scenario import ScenarioError, load_scenario
+
+        try:
+            sc = load_scenario(str(values["scenario"]))
+        except (ScenarioError, OSError) as exc:
+            raise ValueError(f"scenario: {exc}") from exc
+        taken = {
+            "w_latency": sc.utility.w_latency, "w_energy": sc.utility.w_energy, "slot_s": sc.timing.slot_s,
+            "frame_slots": sc.timing.frame_slots, "cache_models": sc.cluster.cache_models,
+            "model_rank": tuple(sc.models.order),
+        }  # fmt: skip
+        return {**taken, **values}
+
+    @field_validator("step_candidates")
+    @classmethod
+    def _steps(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 1 or s > 10_000 for s in value):
+            raise ValueError("each must be in 1..10000")
+        return value
+
+
 class OrchestratorConfig(BaseModel):
     """Everything the daemon needs to run.
 
@@ -108,6 +183,7 @@ class OrchestratorConfig(BaseModel):
         run_dir: folder that receives one SQLite file per run.
         telemetry_batch_size: samples per telemetry message asked of agents, 10..100.
         limits: the daemon's bounds.
+        policy: the policy loop; absent: no policies (the router decides alone, nothing is cached).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -118,6 +194,7 @@ class OrchestratorConfig(BaseModel):
     run_dir: Path = Path("runs")
     telemetry_batch_size: int = Field(10, ge=10, le=100)
     limits: Limits = Limits()
+    policy: PolicyConfig | None = None
 
     @field_validator("listen")
     @classmethod
@@ -145,7 +222,7 @@ class OrchestratorConfig(BaseModel):
     def load(cls, path: Path, **overrides: object) -> OrchestratorConfig:
         """Read ``[orchestrator]`` (or top-level) settings from a TOML file; ``overrides`` win.
 
-        ``run_dir`` is relative to the file's folder.
+        ``run_dir``, ``policy.evaluator`` and a ``policy.scenario`` file are relative to the file's folder.
 
         Raises:
             ConfigError: unreadable file, unknown key, wrong type or invalid value, naming the file
@@ -158,6 +235,13 @@ class OrchestratorConfig(BaseModel):
         values = dict(data.get("orchestrator", data))
         if "run_dir" in values and isinstance(values["run_dir"], str):
             values["run_dir"] = (path.parent / values["run_dir"]).resolve()
+        policy = values.get("policy")
+        if isinstance(policy, dict):
+            for key in ("evaluator", "scenario"):  # a path (a scenario may be a name) is relative to the file
+                value = policy.get(key)
+                if isinstance(value, str) and value and (key == "evaluator" or value.endswith(".toml")):
+                    policy = {**policy, key: str((path.parent / value).resolve())}
+            values["policy"] = policy
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.build(**values)

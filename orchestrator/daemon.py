@@ -1,8 +1,9 @@
 """The orchestrator daemon: registry, telemetry ingest, routing, run store and metrics together.
 
 ``Daemon.start`` opens the run store, starts the gRPC server (Orchestrator + health + reflection),
-the ``/metrics`` endpoint, the liveness supervisor and one health-check task per static agent;
-telemetry ingest tasks follow the agents' up/down changes. ``Daemon.stop`` (SIGTERM/SIGINT under
+the ``/metrics`` endpoint, the liveness supervisor, one health-check task per static agent and,
+with ``[policy]``, the policy loop (``orchestrator.policy_loop``); telemetry ingest tasks follow the
+agents' up/down changes. ``Daemon.stop`` (SIGTERM/SIGINT under
 ``serve``) stops accepting, lets in-flight requests finish, ends the streams and checks, flushes
 the store and closes it.
 """
@@ -30,6 +31,7 @@ from orchestrator.agent_link import AgentLink
 from orchestrator.config import OrchestratorConfig
 from orchestrator.ingest import TelemetryIngest
 from orchestrator.metrics import Metrics
+from orchestrator.policy_loop import PolicyLoop
 from orchestrator.registry import UP, AgentEntry, Capabilities, Registry
 from orchestrator.router import Router
 from orchestrator.servicer import OrchestratorServicer
@@ -68,6 +70,12 @@ class Daemon:
         static = [(a.name, a.address) for a in config.agents]
         self.registry = Registry(config.heartbeat_s, limits.max_agents, static, on_change=self._on_change)
         self.router = Router(self.registry, self.link, self.store, self.metrics, limits)
+        self.policy_loop: PolicyLoop | None = None
+        if config.policy is not None:
+            self.policy_loop = PolicyLoop(
+                config.policy, self.registry, self.link, self.store, self.metrics, limits, self.router.inflight
+            )
+            self.router.policy = self.policy_loop
         self.port = 0
         self.metrics_port: int | None = None
         self._links: dict[str, AgentLink] = {}
@@ -96,8 +104,9 @@ class Daemon:
             maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
         )
         servicer = OrchestratorServicer(
-            self.registry, self.router, self.config.heartbeat_s, self.store.run_id, on_register=self._store_agent
-        )
+            self.registry, self.router, self.config.heartbeat_s, self.store.run_id,
+            policies=self.policy_loop.names if self.policy_loop is not None else list, on_register=self._store_agent,
+        )  # fmt: skip
         orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -113,6 +122,8 @@ class Daemon:
         if self.config.metrics_listen:
             self.metrics_port = self.metrics.serve(self.config.metrics_listen)
         self._tasks.append(loop.create_task(self._supervise(), name="liveness"))
+        if self.policy_loop is not None:
+            await self.policy_loop.start()
         for entry in self.registry.entries.values():
             self._tasks.append(loop.create_task(self._watch_static(entry), name=f"health-{entry.name}"))
         log.info("orchestrator on %s; run store %s", self.address, self.store.path)
@@ -123,6 +134,8 @@ class Daemon:
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace_s)
+        if self.policy_loop is not None:
+            await self.policy_loop.stop()
         tasks = [*self._tasks, *self._ingest.values()]
         for task in tasks:
             task.cancel()

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 #: Request latency buckets, seconds: milliseconds (tiny models) to minutes (large ones on CPUs).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
+#: Utility buckets: quality is in [0, 1]; latency and energy terms push it below 0.
+UTILITY_BUCKETS = (-5.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+
 
 class _StoreCollector(Collector):
     """The store's own counters, read when Prometheus scrapes."""
@@ -60,6 +63,9 @@ class Metrics:
         telemetry_dropped: samples an agent's bounded log had lost before the daemon read them.
         model_loads: models the daemon loaded on an agent to serve a request.
         retries: requests retried on another agent.
+        decisions: policy decisions, by policy and kind (``allocation``, ``cache-load``, ``cache-unload``).
+        utility: utility of served requests (quality − weighted latency and energy), by allocation policy.
+        cache_op_seconds: measured time of the policy loop's LoadModel/UnloadModel calls, seconds.
     """
 
     def __init__(self, store: Store | None = None) -> None:
@@ -96,6 +102,19 @@ class Metrics:
             "edgetb_model_loads", "Models loaded on an agent to serve a request", ["agent", "model"], registry=r
         )
         self.retries = Counter("edgetb_request_retries", "Requests retried on another agent", registry=r)
+        self.decisions = Counter(
+            "edgetb_policy_decisions", "Policy decisions by policy and kind", ["policy", "kind"], registry=r
+        )
+        self.utility = Histogram(
+            "edgetb_request_utility", "Utility of served requests", ["policy"], buckets=UTILITY_BUCKETS, registry=r
+        )
+        self.cache_op_seconds = Histogram(
+            "edgetb_cache_op_seconds",
+            "Measured time of caching LoadModel/UnloadModel calls",
+            ["agent", "kind"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         if store is not None:
             r.register(_StoreCollector(store))
         self._server: WSGIServer | None = None

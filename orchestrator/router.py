@@ -5,7 +5,8 @@ lowest queue depth (then fewest requests in flight from the daemon); if none has
 agent with the model in its repository and the most free memory, on which it is loaded first.
 ``Router.submit`` runs the request there with its deadline and retries once on another agent when
 the first is unavailable, overloaded or lost the model; otherwise it fails explicitly. Every
-request, served or not, is written to the store. A policy replaces ``choose`` (next step).
+request, served or not, is written to the store. With a policy loop (``[policy]``), its allocation
+policy replaces ``choose`` (agent and steps), it sees every request and scores every served one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import grpc
 import numpy as np
@@ -23,7 +25,8 @@ import numpy as np
 from orchestrator.agent_link import AgentLink
 from orchestrator.config import Limits
 from orchestrator.metrics import Metrics
-from orchestrator.registry import AgentEntry, Registry
+from orchestrator.policies.base import Allocation, NoAgent
+from orchestrator.registry import UP, AgentEntry, Registry
 from orchestrator.store import RequestRecord, Store
 
 log = logging.getLogger(__name__)
@@ -85,10 +88,21 @@ class Routed:
 
 @dataclass(frozen=True)
 class Choice:
-    """Where to run a request; ``load``: load the model there first."""
+    """Where to run a request; ``load``: load the model there first; ``steps``: set by a policy."""
 
     entry: AgentEntry
     load: bool
+    steps: int | None = None
+
+
+class PolicyHook(Protocol):
+    """What the router asks of the policy loop (``orchestrator.policy_loop.PolicyLoop``)."""
+
+    def observe(self, model: str) -> None: ...
+
+    def allocate(self, spec: SubmitSpec, exclude: frozenset[str]) -> Allocation | None: ...
+
+    async def score(self, spec: SubmitSpec, routed: Routed) -> Routed: ...
 
 
 class Router:
@@ -120,6 +134,7 @@ class Router:
         self.inflight: Counter[str] = Counter()  # requests in flight per agent
         self._inflight_total = 0
         self._load_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.policy: PolicyHook | None = None  # set by the daemon when ``[policy]`` is configured
 
     def choose(self, model: str, exclude: frozenset[str] = frozenset()) -> Choice:
         """Where ``model`` should run; raises RouteError UNAVAILABLE/NOT_FOUND when nowhere."""
@@ -162,7 +177,11 @@ class Router:
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"{self.limits.max_inflight_requests} requests in flight (limits.max_inflight_requests)",
                 )
+            if self.policy is not None:
+                self.policy.observe(spec.model)
             routed = await self._route(spec, t0_s, t0_s + deadline_s)
+            if self.policy is not None:
+                routed = await self.policy.score(spec, routed)
         except RouteError as exc:
             self._finish(replace(record, outcome=exc.code.name.lower(), error=str(exc)), t0_s)
             raise
@@ -209,7 +228,7 @@ class Router:
         last = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                choice = self.choose(spec.model, frozenset(tried))
+                choice = self._choose(spec, frozenset(tried))
             except RouteError as exc:
                 if not tried:
                     raise
@@ -234,6 +253,22 @@ class Router:
                 self.inflight[entry.name] -= 1
         raise RouteError(grpc.StatusCode.UNAVAILABLE, f"tried {', '.join(tried)}; last: {last}")
 
+    def _choose(self, spec: SubmitSpec, exclude: frozenset[str]) -> Choice:
+        """The policy's allocation when one is configured, else ``choose``."""
+        if self.policy is None:
+            return self.choose(spec.model, exclude)
+        try:
+            allocation = self.policy.allocate(spec, exclude)
+        except NoAgent as exc:
+            raise RouteError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+        if allocation is None:
+            return self.choose(spec.model, exclude)
+        entry = self.registry.get(allocation.agent)
+        if entry is None or entry.state != UP:
+            why = f"the policy chose agent '{allocation.agent}', which is not up"
+            raise RouteError(grpc.StatusCode.UNAVAILABLE, why)
+        return Choice(entry, load=spec.model not in entry.loaded_models, steps=allocation.steps)
+
     async def _run_on(self, spec: SubmitSpec, choice: Choice, attempt: int, t0_s: float, deadline_s: float) -> Routed:
         entry, link = choice.entry, self.link(choice.entry)
         loaded = False
@@ -243,10 +278,12 @@ class Router:
         if remaining_s <= 0:
             why = f"deadline_s: {spec.deadline_s:g} s passed before the request started"
             raise RouteError(grpc.StatusCode.DEADLINE_EXCEEDED, why)
-        generated = await link.generate(spec.model, spec.label, spec.steps, spec.seed, spec.request_id, remaining_s)
+        steps = spec.steps if spec.steps is not None else choice.steps
+        generated = await link.generate(spec.model, spec.label, steps, spec.seed, spec.request_id, remaining_s)
+        source = "request" if spec.steps is not None else "policy" if choice.steps is not None else "model-default"
         return Routed(
             request_id=spec.request_id, model=spec.model, agent=entry.name, image=generated.images[0],
-            steps=generated.steps, steps_source="request" if spec.steps is not None else "model-default",
+            steps=generated.steps, steps_source=source,
             latency_s=time.monotonic() - t0_s, agent_time_s=generated.total_time_s,
             queue_time_s=generated.queue_time_s, compute_time_s=generated.compute_time_s,
             energy_j=generated.energy_j, energy_source=generated.energy_source, attempts=attempt, loaded_model=loaded,

@@ -1,0 +1,300 @@
+"""The policy loop: caching once per frame, allocation per request, a reward per served request.
+
+A slot clock (``[policy] slot_s``) runs on the daemon's event loop; at every frame boundary
+(``frame_slots`` slots) the caching policy plans the models of each up edge agent and the loop
+applies the difference with real UnloadModel/LoadModel calls (unloads first, at most
+``max_cache_ops`` calls in flight; each call's measured time and outcome is one ``decisions`` row;
+a failure is logged and recorded, never fatal). The router asks ``allocate`` where each request
+runs and with how many steps (one ``decisions`` row each). After a request is served, ``score``
+rates the image with the quality evaluator (softmax probability of the requested class), computes
+the utility (``orchestrator.utility``; unavailable energy leaves its term out and is flagged),
+writes one ``rewards`` row and folds latency, energy and quality into the measured means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from orchestrator.agent_link import AgentLink
+from orchestrator.config import Limits, PolicyConfig
+from orchestrator.metrics import Metrics
+from orchestrator.policies import ALLOCATION, CACHING
+from orchestrator.policies.base import (
+    AgentState,
+    Allocation,
+    AllocationPolicy,
+    CachingPolicy,
+    ClusterView,
+    MeasuredTable,
+    RequestInfo,
+)
+from orchestrator.registry import UP, AgentEntry, Registry
+from orchestrator.router import Routed, SubmitSpec
+from orchestrator.store import Store
+from orchestrator.utility import class_probabilities, per_image_quality, request_utility
+
+log = logging.getLogger(__name__)
+
+#: Distinct model names whose demand is tracked; requests for further names are not counted.
+MAX_MODELS = 10_000
+#: The shipped quality evaluator (8x8 digits).
+DEFAULT_EVALUATOR = Path(__file__).resolve().parent.parent / "profiles" / "evaluator" / "digits"
+
+
+class PolicyLoop:
+    """Runs the configured caching and allocation policies against the live cluster.
+
+    Args:
+        config: the ``[policy]`` settings.
+        registry: the agents.
+        link: the connection to an agent.
+        store: receives ``decisions`` and ``rewards`` rows.
+        metrics: decisions counter, utility histogram, cache-operation times.
+        limits: ``load_timeout_s`` and ``rpc_timeout_s`` bound the cache calls.
+        inflight: requests the daemon has in flight per agent (the router's counter).
+    """
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        registry: Registry,
+        link: Callable[[AgentEntry], AgentLink],
+        store: Store,
+        metrics: Metrics,
+        limits: Limits,
+        inflight: Counter[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.link = link
+        self.store = store
+        self.metrics = metrics
+        self.limits = limits
+        self.inflight: Counter[str] = inflight if inflight is not None else Counter()
+        self.caching: CachingPolicy | None = None
+        if config.caching == "random":
+            self.caching = CACHING["random"](config.seed)
+        elif config.caching in CACHING:
+            self.caching = CACHING[config.caching]()
+        self.allocation: AllocationPolicy | None = None
+        if config.allocation == "fixed-steps":
+            self.allocation = ALLOCATION["fixed-steps"](config.fixed_steps)
+        elif config.allocation == "greedy-latency":
+            self.allocation = ALLOCATION["greedy-latency"](config.fixed_steps, config.step_candidates)
+        self.measured = MeasuredTable(config.ewma_alpha)
+        self.requests_frame: Counter[str] = Counter()
+        self.requests_total: Counter[str] = Counter()
+        self.last_request_s: dict[str, float] = {}
+        self.untracked = 0  # requests for models beyond MAX_MODELS distinct names
+        self.slot = 0
+        self.frame = 0
+        self.frames_planned = 0
+        self.evaluator: Any = None  # profiles.quality.Evaluator once loaded
+        self.evaluator_error = "the evaluator is not loaded yet"
+        self._t0_s = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The active policies, as GetStatus lists them (``caching:NAME``, ``allocation:NAME``)."""
+        return [
+            f"caching:{self.caching.name if self.caching else 'none'}",
+            f"allocation:{self.allocation.name if self.allocation else 'router'}",
+        ]
+
+    async def start(self) -> None:
+        """Load the evaluator (a failure is logged: rewards then carry no utility) and start the clock."""
+        path = Path(self.config.evaluator) if self.config.evaluator else DEFAULT_EVALUATOR
+        try:
+            from profiles.quality import Evaluator
+
+            self.evaluator = await asyncio.get_running_loop().run_in_executor(None, Evaluator.from_dir, path, 1)
+            self.evaluator_error = ""
+        except Exception as exc:
+            self.evaluator_error = f"evaluator {path}: {type(exc).__name__}: {exc}"
+            log.error("policy loop: no quality scores: %s", self.evaluator_error)
+        self._t0_s = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._clock(), name="policy-clock")
+        log.info("policy loop: %s; slot %.3g s, frame %d slots", ", ".join(self.names()), self.config.slot_s,
+                 self.config.frame_slots)  # fmt: skip
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- the view -------------------------------------------------------------------------------
+
+    def view(self) -> ClusterView:
+        """A snapshot of the registry, the demand and the measured means."""
+        agents = tuple(
+            AgentState(
+                name=e.name, up=e.state == UP, is_cloud=e.name == self.config.cloud_agent,
+                loaded=frozenset(e.loaded_models), repository=frozenset(e.capabilities.models),
+                mem_free_bytes=e.free_mem_bytes(), mem_total_bytes=e.mem_total_bytes or e.capabilities.mem_total_bytes
+                or None, queue_depth=e.queue_depth, inflight=self.inflight[e.name],
+            )
+            for e in sorted(self.registry.entries.values(), key=lambda e: e.name)
+        )  # fmt: skip
+        return ClusterView(
+            now_s=time.monotonic(), slot=self.slot, frame=self.frame, agents=agents,
+            requests_frame=dict(self.requests_frame), requests_total=dict(self.requests_total),
+            last_request_s=dict(self.last_request_s), measured=self.measured.snapshot(),
+            model_rank=self.config.model_rank, cache_models=self.config.cache_models,
+        )  # fmt: skip
+
+    # --- per request ----------------------------------------------------------------------------
+
+    def observe(self, model: str) -> None:
+        """Count a submitted request for ``model`` (popularity and recency)."""
+        if model not in self.requests_total and len(self.requests_total) >= MAX_MODELS:
+            self.untracked += 1
+            return
+        self.requests_frame[model] += 1
+        self.requests_total[model] += 1
+        self.last_request_s[model] = time.monotonic()
+
+    def allocate(self, spec: SubmitSpec, exclude: frozenset[str]) -> Allocation | None:
+        """The allocation policy's answer (agents in ``exclude`` count as down); None: no policy.
+
+        Raises:
+            NoAgent: no agent can serve the request.
+        """
+        if self.allocation is None:
+            return None
+        view = self.view()
+        if exclude:
+            view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
+        request = RequestInfo(spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor)
+        allocation = self.allocation.allocate(view, request)
+        action = {"model": spec.model, "steps": allocation.steps, "reason": allocation.reason, "slot": view.slot}
+        self._decision(self.allocation.name, "allocation", allocation.agent, spec.request_id, action)
+        return allocation
+
+    async def score(self, spec: SubmitSpec, routed: Routed) -> Routed:
+        """Rate a served request, write its ``rewards`` row, update the means; ``routed`` with its quality."""
+        quality, why = await self._quality(routed.image, spec.label)
+        detail: dict[str, Any] = {
+            "request_id": spec.request_id, "agent": routed.agent, "model": routed.model, "steps": routed.steps,
+            "latency_s": routed.latency_s, "energy_j": routed.energy_j, "energy_source": routed.energy_source,
+            "quality": quality, "slot": self.slot, "frame": self.frame,
+        }  # fmt: skip
+        reward = None
+        if quality is None:
+            detail["quality_unavailable"] = why
+        else:
+            try:
+                u = request_utility(
+                    quality, routed.latency_s, routed.energy_j, self.config.w_latency, self.config.w_energy,
+                    spec.quality_floor,
+                )  # fmt: skip
+                reward = u.value
+                detail.update(latency_term=u.latency_term, energy_term=u.energy_term,
+                              energy_available=u.energy_available, floor_met=u.floor_met)  # fmt: skip
+            except ValueError as exc:  # e.g. a negative measured energy
+                detail["utility_error"] = str(exc)
+        policy = self.allocation.name if self.allocation else "router"
+        self.store.put("rewards", (time.time(), policy, None, reward, json.dumps(detail)))
+        if reward is not None:
+            self.metrics.utility.labels(policy).observe(reward)
+        latency = None if routed.loaded_model else routed.latency_s  # a model load is not the steady latency
+        self.measured.update(routed.agent, routed.model, routed.steps, latency, routed.energy_j, quality)
+        return replace(routed, quality=quality)
+
+    async def _quality(self, image: np.ndarray, label: int) -> tuple[float | None, str]:
+        if self.evaluator is None:
+            return None, self.evaluator_error
+        evaluator = self.evaluator
+
+        def run() -> float:
+            logits, _ = evaluator.run(np.asarray(image, np.float32)[None])
+            return float(per_image_quality(class_probabilities(logits[0]), int(label)))
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, run), ""
+        except Exception as exc:  # e.g. an image shape the evaluator does not take
+            return None, f"{type(exc).__name__}: {exc}"
+
+    # --- per frame ------------------------------------------------------------------------------
+
+    async def _clock(self) -> None:
+        """Advance the slot at a fixed rate (late: at once, skipping slots); plan at frame boundaries."""
+        slot_s, frame_slots = self.config.slot_s, self.config.frame_slots
+        while True:
+            await asyncio.sleep(max(0.0, self._t0_s + (self.slot + 1) * slot_s - time.monotonic()))
+            self.slot = max(self.slot + 1, int((time.monotonic() - self._t0_s) // slot_s))
+            frame = self.slot // frame_slots
+            if frame == self.frame:
+                continue
+            try:
+                await self.plan_frame()
+            except Exception:  # a bug in a policy must not stop the loop
+                log.exception("policy loop: frame %d: caching failed", self.frame)
+            self.frame = frame
+            self.requests_frame.clear()
+
+    async def plan_frame(self) -> None:
+        """Ask the caching policy for a plan and apply it to the up edge agents."""
+        if self.caching is None:
+            return
+        plan = self.caching.plan(self.view())
+        self.frames_planned += 1
+        semaphore = asyncio.Semaphore(self.config.max_cache_ops)
+        await asyncio.gather(*(self._apply(agent, models, semaphore) for agent, models in sorted(plan.items())))
+
+    async def _apply(self, name: str, models: frozenset[str], semaphore: asyncio.Semaphore) -> None:
+        entry = self.registry.get(name)
+        if entry is None or entry.state != UP or name == self.config.cloud_agent:
+            return
+        target = sorted(m for m in models if m in entry.capabilities.models)
+        if len(target) > self.config.cache_models:
+            log.warning("policy loop: plan for %s has %d models > cache_models; keeping %s", name, len(target),
+                        target[: self.config.cache_models])  # fmt: skip
+            target = target[: self.config.cache_models]
+        for model in sorted(entry.loaded_models - set(target)):  # unload first: the memory is needed
+            await self._cache_op("unload", entry, model, semaphore)
+        for model in target:
+            if model not in entry.loaded_models:
+                await self._cache_op("load", entry, model, semaphore)
+
+    async def _cache_op(self, kind: str, entry: AgentEntry, model: str, semaphore: asyncio.Semaphore) -> None:
+        """One LoadModel/UnloadModel call: measured, recorded, its failure logged (never raised)."""
+        assert self.caching is not None
+        async with semaphore:
+            t0_s, error = time.monotonic(), ""
+            try:
+                link = self.link(entry)
+                if kind == "load":
+                    await link.load(model, self.limits.load_timeout_s)
+                    entry.loaded_models.add(model)
+                else:
+                    await link.unload(model, self.limits.rpc_timeout_s)
+                    entry.loaded_models.discard(model)
+            except grpc.aio.AioRpcError as exc:
+                error = f"{exc.code().name}: {exc.details()}"
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            time_s = time.monotonic() - t0_s
+        if error:
+            log.warning("policy loop: %s %s on %s failed after %.2f s: %s", kind, model, entry.name, time_s, error)
+        self.metrics.cache_op_seconds.labels(entry.name, kind).observe(time_s)
+        action = {"model": model, "ok": not error, "time_s": time_s, "error": error or None, "frame": self.frame}
+        self._decision(self.caching.name, f"cache-{kind}", entry.name, None, action)
+
+    def _decision(self, policy: str, kind: str, agent: str, request_id: str | None, action: dict[str, Any]) -> None:
+        self.store.put("decisions", (time.time(), policy, kind, agent, request_id, json.dumps(action)))
+        self.metrics.decisions.labels(policy, kind).inc()

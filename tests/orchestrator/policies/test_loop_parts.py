@@ -1,0 +1,146 @@
+"""Parts of the policy loop without agents: applying a caching plan, the router's use of it, rewards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+from orchestrator.config import Limits, PolicyConfig
+from orchestrator.metrics import Metrics
+from orchestrator.policy_loop import PolicyLoop
+from orchestrator.registry import Capabilities, Registry
+from orchestrator.router import Routed, RouteError, Router, SubmitSpec
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple]] = []
+
+    def put(self, table: str, row: tuple) -> bool:
+        self.rows.append((table, row))
+        return True
+
+
+class FakeLink:
+    """Records calls; ``fail`` maps a model to the exception its load raises."""
+
+    def __init__(self, calls: list[tuple[str, str, str]], name: str, fail: dict[str, Exception]) -> None:
+        self.calls, self.name, self.fail = calls, name, fail
+
+    async def load(self, model: str, timeout_s: float) -> None:
+        self.calls.append(("load", self.name, model))
+        if model in self.fail:
+            raise self.fail[model]
+
+    async def unload(self, model: str, timeout_s: float) -> None:
+        self.calls.append(("unload", self.name, model))
+
+
+def _loop(fail: dict[str, Exception] | None = None, **policy: object) -> tuple[PolicyLoop, list, FakeStore]:
+    registry = Registry(heartbeat_s=1.0, max_agents=8)
+    for name in ("e1", "e2", "cloud", "down"):
+        registry.register(name, "h:1", Capabilities(models=("a", "b", "c")), loaded_models={"c"})
+    registry.unreachable("down", "test")
+    calls: list[tuple[str, str, str]] = []
+    store = FakeStore()
+    config = PolicyConfig(**{"caching": "most-popular", "allocation": "fixed-steps", "cache_models": 1, **policy})
+    loop = PolicyLoop(
+        config,
+        registry,
+        lambda e: FakeLink(calls, e.name, fail or {}),
+        store,
+        Metrics(),
+        Limits(),  # type: ignore[arg-type]
+    )
+    return loop, calls, store
+
+
+def _decisions(store: FakeStore) -> list[tuple[str, str, dict]]:
+    return [(row[2], row[3], json.loads(row[5])) for table, row in store.rows if table == "decisions"]
+
+
+def test_a_plan_unloads_first_then_loads_and_leaves_the_cloud_and_down_agents_alone() -> None:
+    loop, calls, store = _loop()
+    for model in ("a", "a", "b"):
+        loop.observe(model)
+    asyncio.run(loop.plan_frame())
+    assert calls == [("unload", "e1", "c"), ("load", "e1", "a"), ("unload", "e2", "c"), ("load", "e2", "a")]
+    assert loop.registry.entries["e1"].loaded_models == {"a"} and loop.registry.entries["cloud"].loaded_models == {"c"}
+    kinds = [(kind, agent, action["model"], action["ok"]) for kind, agent, action in _decisions(store)]
+    assert kinds == [("cache-unload", "e1", "c", True), ("cache-load", "e1", "a", True),
+                     ("cache-unload", "e2", "c", True), ("cache-load", "e2", "a", True)]  # fmt: skip
+    asyncio.run(loop.plan_frame())  # nothing changed: no calls, no rows
+    assert len(calls) == 4 and len(_decisions(store)) == 4
+
+
+def test_a_failed_load_is_recorded_and_the_plan_goes_on() -> None:
+    unavailable = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
+    loop, _, store = _loop(fail={"a": unavailable}, cache_models=2)
+    for model in ("a", "b"):
+        loop.observe(model)
+    asyncio.run(loop.plan_frame())  # does not raise
+    failed = [a for kind, agent, a in _decisions(store) if kind == "cache-load" and not a["ok"]]
+    assert len(failed) == 2 and failed[0]["error"] == "UNAVAILABLE: gone"
+    assert loop.registry.entries["e1"].loaded_models == {"b"}  # b loaded; a failed; c unloaded
+    assert loop.metrics.decisions.labels("most-popular", "cache-load")._value.get() == 4
+
+
+def test_the_router_asks_the_policy_and_reports_when_it_has_no_agent() -> None:
+    loop, _, store = _loop()
+    router = Router(loop.registry, link=None, store=None, metrics=loop.metrics, limits=Limits())  # type: ignore[arg-type]
+    router.policy = loop
+    choice = router._choose(SubmitSpec("r1", "c", 0), frozenset())
+    assert (choice.entry.name, choice.load, choice.steps) == ("e1", False, 8)  # e1 has c loaded
+    choice = router._choose(SubmitSpec("r2", "c", 0), frozenset({"e1", "e2"}))
+    assert (choice.entry.name, choice.load) == ("cloud", False)  # excluded agents count as down
+    with pytest.raises(RouteError, match="model: 'zz'") as err:
+        router._choose(SubmitSpec("r3", "zz", 0), frozenset())
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert [row[4] for table, row in store.rows if table == "decisions"] == ["r1", "r2"]
+
+
+class FakeEvaluator:
+    """Logits that give class 2 probability 0.5 and the other 9 classes 0.5 / 9 each."""
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, None]:
+        assert images.shape == (1, 1, 8, 8)
+        logits = np.zeros((1, 10))
+        logits[0, 2] = np.log(9.0)
+        return logits, None
+
+
+def _routed(image: np.ndarray) -> Routed:
+    return Routed(
+        request_id="r", model="c", agent="e1", image=image, steps=8, steps_source="policy", latency_s=0.2,
+        agent_time_s=0.1, queue_time_s=0.0, compute_time_s=0.1, energy_j=None, energy_source="unavailable",
+        attempts=1, loaded_model=False,
+    )  # fmt: skip
+
+
+def _rewards(store: FakeStore) -> list[tuple[float | None, dict]]:
+    return [(row[3], json.loads(row[4])) for table, row in store.rows if table == "rewards"]
+
+
+def test_a_scored_request_gets_its_utility_without_an_energy_term_when_energy_is_unavailable() -> None:
+    loop, _, store = _loop(w_latency=0.5)
+    loop.evaluator = FakeEvaluator()
+    routed = asyncio.run(loop.score(SubmitSpec("r", "c", 2, quality_floor=0.6), _routed(np.zeros((1, 8, 8)))))
+    assert routed.quality == pytest.approx(0.5)
+    [(reward, detail)] = _rewards(store)
+    assert reward == pytest.approx(0.5 - 0.5 * 0.2)
+    assert detail["energy_available"] is False and detail["energy_term"] is None and detail["floor_met"] is False
+    assert loop.measured.snapshot()[("e1", "c", 8)].quality == pytest.approx(0.5)
+
+
+def test_an_image_the_evaluator_cannot_take_gets_a_reward_row_that_says_why() -> None:
+    loop, _, store = _loop()
+    loop.evaluator = FakeEvaluator()
+    routed = asyncio.run(loop.score(SubmitSpec("r", "c", 2), _routed(np.zeros((1, 4, 4)))))
+    assert routed.quality is None
+    [(reward, detail)] = _rewards(store)
+    assert reward is None and "AssertionError" in detail["quality_unavailable"]
+    assert loop.measured.snapshot()[("e1", "c", 8)].latency_s == pytest.approx(0.2)  # latency still counts

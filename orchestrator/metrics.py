@@ -27,6 +27,9 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 #: Utility buckets: quality is in [0, 1]; latency and energy terms push it below 0.
 UTILITY_BUCKETS = (-5.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
+#: Policy decision time buckets, seconds: 10 µs to 1 s (the goal boundary 50 ms is one of them).
+DECISION_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
 
 class _StoreCollector(Collector):
     """The store's own counters, read when Prometheus scrapes."""
@@ -66,6 +69,10 @@ class Metrics:
         decisions: policy decisions, by policy and kind (``allocation``, ``cache-load``, ``cache-unload``).
         utility: utility of served requests (quality − weighted latency and energy), by allocation policy.
         cache_op_seconds: measured time of the policy loop's LoadModel/UnloadModel calls, seconds.
+        decision_seconds: compute time of a policy decision, seconds, by kind (``frame-plan``: the
+            caching policy's plan over the cluster view; ``allocation``: one request's allocation),
+            without the RPCs that apply it.
+        slots_missed: slots the policy loop's clock skipped because it ran late.
     """
 
     def __init__(self, store: Store | None = None) -> None:
@@ -114,6 +121,16 @@ class Metrics:
             ["agent", "kind"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "edgetb_decision_seconds",
+            "Compute time of a policy decision by kind (frame-plan, allocation)",
+            ["kind"],
+            buckets=DECISION_BUCKETS_S,
+            registry=r,
+        )
+        self.slots_missed = Counter(
+            "edgetb_slots_missed", "Slots the policy clock skipped because it ran late", registry=r
         )
         if store is not None:
             r.register(_StoreCollector(store))

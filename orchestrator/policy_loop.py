@@ -61,7 +61,7 @@ class PolicyLoop:
         registry: the agents.
         link: the connection to an agent.
         store: receives ``decisions`` and ``rewards`` rows.
-        metrics: decisions counter, utility histogram, cache-operation times.
+        metrics: decisions counter, decision times, missed slots, utility histogram, cache-operation times.
         limits: ``load_timeout_s`` and ``rpc_timeout_s`` bound the cache calls.
         inflight: requests the daemon has in flight per agent (the router's counter).
     """
@@ -176,11 +176,15 @@ class PolicyLoop:
         """
         if self.allocation is None:
             return None
-        view = self.view()
-        if exclude:
-            view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
-        request = RequestInfo(spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor)
-        allocation = self.allocation.allocate(view, request)
+        t0_s = time.perf_counter()
+        try:
+            view = self.view()
+            if exclude:
+                view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
+            request = RequestInfo(spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor)
+            allocation = self.allocation.allocate(view, request)
+        finally:
+            self.metrics.decision_seconds.labels("allocation").observe(time.perf_counter() - t0_s)
         action = {"model": spec.model, "steps": allocation.steps, "reason": allocation.reason, "slot": view.slot}
         self._decision(self.allocation.name, "allocation", allocation.agent, spec.request_id, action)
         return allocation
@@ -236,7 +240,10 @@ class PolicyLoop:
         slot_s, frame_slots = self.config.slot_s, self.config.frame_slots
         while True:
             await asyncio.sleep(max(0.0, self._t0_s + (self.slot + 1) * slot_s - time.monotonic()))
-            self.slot = max(self.slot + 1, int((time.monotonic() - self._t0_s) // slot_s))
+            due = int((time.monotonic() - self._t0_s) // slot_s)
+            if due > self.slot + 1:  # woke late: the slots in between are skipped
+                self.metrics.slots_missed.inc(due - self.slot - 1)
+            self.slot = max(self.slot + 1, due)
             frame = self.slot // frame_slots
             if frame == self.frame:
                 continue
@@ -251,7 +258,11 @@ class PolicyLoop:
         """Ask the caching policy for a plan and apply it to the up edge agents."""
         if self.caching is None:
             return
-        plan = self.caching.plan(self.view())
+        t0_s = time.perf_counter()
+        try:
+            plan = self.caching.plan(self.view())
+        finally:
+            self.metrics.decision_seconds.labels("frame-plan").observe(time.perf_counter() - t0_s)
         self.frames_planned += 1
         semaphore = asyncio.Semaphore(self.config.max_cache_ops)
         await asyncio.gather(*(self._apply(agent, models, semaphore) for agent, models in sorted(plan.items())))

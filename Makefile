@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/exec_ort_vs_torch.py
 	$(BIN)/python bench/rpc_overhead.py
 	$(BIN)/python bench/telemetry_overhead.py
+	$(BIN)/python bench/orchestrator_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

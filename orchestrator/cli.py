@@ -15,12 +15,93 @@ console = Console()
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="folder for demo.json")] = Path("runs/demo"),
-    steps: Annotated[str, typer.Option(help="comma-separated step counts")] = "1,2,4,8,16,32,64",
-    per_class: Annotated[int, typer.Option(help="images per class and point")] = 10,
-    seed: Annotated[int, typer.Option(help="seed of the first batch")] = 0,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
+    slots: Annotated[int | None, typer.Option(help="slots per policy run; default: the scenario's")] = None,
+    scenario: Annotated[str, typer.Option(help="shipped scenario name or scenario TOML file")] = "t2drl",
+    seed: Annotated[int | None, typer.Option(help="workload seed (default: the scenario's; --agent-only: 0)")] = None,
+    slot_s: Annotated[float | None, typer.Option(help="slot length, s; default: the scenario's")] = None,
+    policies: Annotated[str, typer.Option(help="comma-separated caching+allocation combinations")] = "",
+    device: Annotated[str, typer.Option(help="agents' device: auto | cpu | simulated")] = "auto",
+    sim_profile: Annotated[Path | None, typer.Option(help="device profile TOML for --device simulated")] = None,
+    agent_only: Annotated[bool, typer.Option("--agent-only", help="the single-agent steps sweep instead")] = False,
+    steps: Annotated[str, typer.Option(help="--agent-only: comma-separated step counts")] = "1,2,4,8,16,32,64",
+    per_class: Annotated[int, typer.Option(help="--agent-only: images per class and point")] = 10,
 ) -> None:
-    """Start a local agent and show latency, energy and quality per steps for every shipped model."""
+    """Run every policy live on a local cluster with the scenario's seeded workload; report, figures, table.
+
+    With ``--agent-only``: start one local agent and show latency, energy and quality per steps for
+    every shipped model.
+    """
+    if agent_only:
+        _agent_demo(out, steps, per_class, 0 if seed is None else seed)
+        return
+    from orchestrator.cluster import ClusterError
+    from orchestrator.live_demo import POLICIES, run_live_demo
+
+    chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
+    if slots is not None and not 1 <= slots <= 10_000:
+        raise typer.BadParameter(f"--slots: {slots} is outside 1..10000")
+    try:
+        report = run_live_demo(
+            out, scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=chosen, device=device,
+            sim_profile=sim_profile, log=lambda line: console.print(f"[dim]{line}[/dim]"),
+        )  # fmt: skip
+    except (ValueError, ClusterError) as exc:
+        console.print(f"[red]edgetb demo: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    sources = {name: a["power_source"] for name, a in report["agents"].items()}
+    console.print(
+        f"scenario {report['scenario']} (seed {report['seed']}): {report['requests']} requests per policy over "
+        f"{report['slots']} slots of {report['slot_s']:g} s; agents' power source: "
+        + ", ".join(f"{n} {s}" for n, s in sources.items())
+    )
+    console.print(policy_table(report))
+    written = (
+        "report.json",
+        "telemetry.sqlite",
+        "latency_cdf.png",
+        "power_timeline.png",
+        "utility_per_slot.png",
+        "samples.png",
+    )
+    console.print(
+        f"took {report['wall_s']:.0f} s. Written: " + ", ".join(str(out / n) for n in written if (out / n).exists())
+    )
+
+
+def policy_table(report: dict) -> Table:
+    """One row per policy of a live-demo report (policy names wrap at "+", so 80 columns fit)."""
+    from rich import box
+
+    from orchestrator.cluster import CLOUD
+
+    table = Table(title="edgetb demo", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table.add_column("policy", min_width=15, no_wrap=True)
+    for header in ("utility", "quality", "mean\nms", "p99\nms", "J/req", "hit\nratio", "failed", "edge/\ncloud"):
+        table.add_column(header, justify="right")
+
+    def ms(value: float | None) -> str:
+        return f"{1e3 * value:.0f}" if value is not None else "n/a"
+
+    for name, p in report["policies"].items():
+        energy = p["energy_j_per_request"]
+        cloud = p["served_by"].get(CLOUD, 0)
+        table.add_row(
+            name.replace("+", "\n+"),
+            f"{p['utility']:.3f}",
+            f"{p['mean_quality']:.3f}" if p["mean_quality"] is not None else "n/a",
+            ms(p["mean_latency_s"]),
+            ms(p["p99_latency_s"]),
+            f"{energy:.3f}" if energy is not None else "n/a",
+            f"{p['hit_ratio']:.2f}",
+            f"{p['failed_requests']}/{p['requests']}",
+            f"{sum(p['served_by'].values()) - cloud}/{cloud}",
+        )
+    return table
+
+
+def _agent_demo(out: Path, steps: str, per_class: int, seed: int) -> None:
+    """``edgetb demo --agent-only``: the single-agent steps sweep (``orchestrator.demo``)."""
     from orchestrator.demo import run_demo
 
     try:
@@ -34,7 +115,7 @@ def demo(
         f"agent: {agent['device']}; providers {', '.join(agent['execution_providers'])}; "
         f"power source: [bold]{agent['power_source']}[/bold]; energy per image from: {', '.join(sources)}"
     )
-    table = Table("model", "steps", "p50 ms", "ms/step", "J/image", "accuracy", "FD", title="edgetb demo")
+    table = Table("model", "steps", "p50 ms", "ms/step", "J/image", "accuracy", "FD", title="edgetb demo --agent-only")
     for row in report["points"]:
         energy = row["energy_j_per_image"]
         table.add_row(

@@ -16,6 +16,7 @@ the thread that started it dies (``PR_SET_PDEATHSIG``), so a hard-killed parent 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -67,6 +68,7 @@ class LocalCluster:
         telemetry_hz: agents' sampler rate, Hz.
         ready_timeout_s: how long the whole cluster may take to come up, seconds.
         stop_timeout_s: how long each child gets to stop after SIGTERM before SIGKILL, seconds.
+        policy: the daemon's ``[policy]`` table (str, int or float values); None runs no policy loop.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class LocalCluster:
         telemetry_hz: float = 10.0,
         ready_timeout_s: float = 120.0,
         stop_timeout_s: float = 20.0,
+        policy: dict[str, str | int | float] | None = None,
     ) -> None:
         if not 1 <= n_agents <= MAX_AGENTS:
             raise ValueError(f"n_agents: {n_agents} is outside 1..{MAX_AGENTS}")
@@ -109,6 +112,7 @@ class LocalCluster:
         self.telemetry_hz = telemetry_hz
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.policy = dict(policy) if policy else None
         self.daemon: LocalProcess | None = None
         self.agent_processes: dict[str, LocalProcess] = {}
         self.metrics_url = ""
@@ -190,11 +194,14 @@ class LocalCluster:
     def _start_daemon(self, deadline_s: float) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config = self.run_dir / "orchestrator.toml"
-        config.write_text(
+        text = (
             "# written by edgetb up / LocalCluster\n"
             f'listen = "{self.listen}"\nmetrics_listen = "{self.metrics_listen}"\n'
             f'heartbeat_s = {self.heartbeat_s}\nrun_dir = "."\n'
         )
+        if self.policy:
+            text += "\n[policy]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in self.policy.items())
+        config.write_text(text)
         cmd = [sys.executable, "-m", "orchestrator.cli", "serve", "--config", str(config)]
         self.daemon = start_process(
             "orchestrator",

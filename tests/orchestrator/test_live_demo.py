@@ -1,0 +1,147 @@
+"""The live demo end to end: two policies on a local cluster, a few short slots of the t2drl workload."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator.live_demo import POLICIES, merge_stores, run_live_demo, summarize, with_slot_s
+from orchestrator.workload import Workload
+from profiles.scenario import load_scenario
+
+PNG = b"\x89PNG\r\n\x1a\n"
+POLICY_FIELDS = ("utility", "mean_quality", "mean_latency_s", "p99_latency_s", "energy_j_per_request", "hit_ratio")
+TWO = ("most-popular+fixed-steps", "no-cache+fixed-steps")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("live_demo")
+    report = run_live_demo(out, slots=3, slot_s=0.5, policies=TWO)
+    return out, report
+
+
+def test_report_has_every_field_for_every_policy(demo: tuple[Path, dict]) -> None:
+    out, report = demo
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+    sc = with_slot_s(load_scenario("t2drl"), 0.5)
+    expected = len(Workload.from_scenario(sc).requests(3))
+    assert report["scenario"] == "t2drl" and report["slots"] == 3 and report["requests"] == expected > 0
+    assert set(report["agents"]) == {"edge-1", "edge-2", "cloud"}
+    for agent in report["agents"].values():
+        assert agent["power_source"] in {"rapl", "nvml", "jetson-ina3221", "simulated", "unavailable"}
+    assert list(report["policies"]) == list(TWO)
+    failed = 0
+    for policy in report["policies"].values():
+        for field in POLICY_FIELDS:
+            assert field in policy
+        assert policy["requests"] == expected
+        assert sum(policy["outcomes"].values()) == expected
+        assert policy["failed_requests"] == expected - policy["outcomes"].get("ok", 0)
+        assert 0.0 <= policy["hit_ratio"] <= 1.0
+        if policy["outcomes"].get("ok"):
+            assert 0.0 <= policy["mean_quality"] <= 1.0
+            assert 0.0 < policy["mean_latency_s"] <= policy["p99_latency_s"]
+        failed += policy["failed_requests"]
+    assert report["failed_requests"] == failed
+    # no-cache: every served request goes to the cloud, so nothing is a cache hit
+    no_cache = report["policies"]["no-cache+fixed-steps"]
+    assert no_cache["hit_ratio"] == 0.0 and set(no_cache["served_by"]) <= {"cloud"}
+    # the very same requests for every policy
+    ids = [[(r["id"], r["model"], r["slot"]) for r in rows] for rows in report["per_request"].values()]
+    assert ids[0] == ids[1]
+
+
+def test_telemetry_store_holds_every_policy_run(demo: tuple[Path, dict]) -> None:
+    out, report = demo
+    db = sqlite3.connect(out / "telemetry.sqlite")
+    try:
+        for table in ("runs", "telemetry", "requests", "decisions"):
+            tagged = {p for (p,) in db.execute(f"SELECT DISTINCT run_policy FROM {table}")}
+            assert tagged == set(TWO), table
+        for policy in TWO:
+            (n,) = db.execute("SELECT COUNT(*) FROM requests WHERE run_policy = ?", (policy,)).fetchone()
+            assert n == report["requests"]
+    finally:
+        db.close()
+
+
+def test_figures_are_pngs(demo: tuple[Path, dict]) -> None:
+    out, _ = demo
+    for name in ("latency_cdf.png", "power_timeline.png", "utility_per_slot.png", "samples.png"):
+        assert (out / name).read_bytes()[:8] == PNG, name
+
+
+def test_summarize_counts_failures_and_hits() -> None:
+    from orchestrator.live_demo import RequestResult
+
+    ok = RequestResult(0, 0, 0, "m", "ok", "edge-1", 0.2, 0.0, None, "unavailable", 0.9, 8, True, 0.8)
+    cloud = RequestResult(1, 0, 0, "m", "ok", "cloud", 0.4, 0.0, None, "unavailable", 0.7, 8, False, 0.5)
+    late = RequestResult(2, 1, 1, "m", "DEADLINE_EXCEEDED", "", 3.0, 0.0, None, "unavailable", None, 0, False, -1.5)
+    s = summarize([ok, cloud, late])
+    assert s["requests"] == 3 and s["failed_requests"] == 1
+    assert s["outcomes"] == {"ok": 2, "DEADLINE_EXCEEDED": 1}
+    assert s["hit_ratio"] == pytest.approx(1 / 3)
+    assert s["mean_quality"] == pytest.approx(0.8) and s["mean_latency_s"] == pytest.approx(0.3)
+    assert s["utility"] == pytest.approx((0.8 + 0.5 - 1.5) / 3)
+    assert s["energy_j_per_request"] is None
+
+
+def test_merge_stores_tags_rows(tmp_path: Path) -> None:
+    stores = {}
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.sqlite"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE requests (id INTEGER PRIMARY KEY, outcome TEXT)")
+        db.execute("INSERT INTO requests (outcome) VALUES ('ok')")
+        db.commit()
+        db.close()
+        stores[name] = path
+    merge_stores(stores, tmp_path / "merged.sqlite")
+    db = sqlite3.connect(tmp_path / "merged.sqlite")
+    assert sorted(db.execute("SELECT run_policy, outcome FROM requests")) == [("a", "ok"), ("b", "ok")]
+    db.close()
+
+
+def test_policies_are_known_combinations() -> None:
+    from orchestrator.policies import ALLOCATION, CACHING
+
+    for name in POLICIES:
+        caching, _, allocation = name.partition("+")
+        assert caching in CACHING and allocation in ALLOCATION
+
+
+def test_cli_agent_only_is_listed() -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--help"], terminal_width=200)
+    assert result.exit_code == 0 and "--agent-only" in result.output and "--slots" in result.output
+
+
+def test_policy_table_fits_80_columns(demo: tuple[Path, dict]) -> None:
+    from rich.console import Console
+
+    from orchestrator.cli import policy_table
+
+    _, report = demo
+    console = Console(width=80, record=True)
+    console.print(policy_table(report))
+    text = console.export_text()
+    assert "…" not in text and "most-popular" in text and "+fixed-steps" in text
+
+
+def test_power_timeline_plots_measured_power(tmp_path: Path) -> None:
+    from orchestrator.figures import power_timeline
+
+    db = sqlite3.connect(tmp_path / "m.sqlite")
+    db.execute("CREATE TABLE telemetry (run_policy TEXT, agent TEXT, t_unix_s REAL, power_w REAL, power_source TEXT)")
+    rows = [(p, a, 100.0 + i, 5.0 + i, "rapl") for p in ("x", "y") for a in ("edge-1", "cloud") for i in range(5)]
+    db.executemany("INSERT INTO telemetry VALUES (?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    assert power_timeline(tmp_path / "m.sqlite", tmp_path / "p.png").read_bytes()[:8] == PNG

@@ -49,7 +49,7 @@ def demo(
     except (ValueError, ClusterError) as exc:
         console.print(f"[red]edgetb demo: {exc}[/red]")
         raise typer.Exit(1) from exc
-    sources = {name: a["power_source"] for name, a in report["agents"].items()}
+    sources = dict(report["agents"])
     console.print(
         f"scenario {report['scenario']} (seed {report['seed']}): {report['requests']} requests per policy over "
         f"{report['slots']} slots of {report['slot_s']:g} s; agents' power source: "

@@ -305,7 +305,7 @@ def run_live_demo(
         "slot_s": sc.timing.slot_s,
         "requests": len(requests),
         "failed_requests": sum(int(p["failed_requests"]) for p in report_policies.values()),  # type: ignore[call-overload]
-        "agents": {name: {"power_source": source} for name, source in agents.items()},
+        "agents": dict(agents),  # name -> power source label
         "cluster": {
             "edge_agents": hints.edge_agents,
             "cache_models": hints.cache_models,

@@ -11,19 +11,24 @@ from protos import edge_agent_pb2_grpc
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+def insecure_channel(target: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Channel:
+    """A blocking loopback/LAN channel with message limits matching the servers' defaults (no TLS)."""
+    return grpc.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+
+
 class AgentClient:
     """EdgeAgent calls with a per-call timeout; errors surface as ``grpc.RpcError``."""
 
     def __init__(self, target: str, timeout_s: float = 60.0) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self._channel = insecure_channel(target)
         self._stub = edge_agent_pb2_grpc.EdgeAgentStub(self._channel)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:

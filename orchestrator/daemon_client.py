@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from orchestrator import daemon_serde as serde
+from orchestrator.client import insecure_channel
 from orchestrator.router import Routed, SubmitSpec
 from protos import orchestrator_pb2_grpc
 
@@ -18,13 +17,7 @@ class OrchestratorClient:
     def __init__(self, target: str, timeout_s: float = 120.0) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self._channel = insecure_channel(target, MAX_MESSAGE_BYTES)
         self._stub = orchestrator_pb2_grpc.OrchestratorStub(self._channel)
 
     def submit(

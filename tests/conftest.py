@@ -138,6 +138,35 @@ def decoder_weight(latent_shape, image_shape) -> np.ndarray:
     return rng.standard_normal((int(np.prod(latent_shape)), int(np.prod(image_shape)))).astype(np.float32) * 0.3
 
 
+def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], width: int = 1024, depth: int = 12) -> Path:
+    """``eps = tanh(x W_in (W)^depth W_out) + 0 * y`` with fixed random weights: slow on purpose."""
+    inputs, outputs = denoiser_io(shape)
+    flat = int(np.prod(shape))
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["h0"]), helper.make_node("MatMul", ["h0", "w_in"], ["h1"])]
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [f"h{i + 1}", "w"], [f"h{i + 2}"]))
+    nodes += [
+        helper.make_node("MatMul", [f"h{depth + 1}", "w_out"], ["o"]),
+        helper.make_node("Tanh", ["o"], ["o_t"]),
+        helper.make_node("Reshape", ["o_t", "img"], ["o4"]),
+        helper.make_node("Cast", ["y"], ["y_f"], to=FLOAT),
+        helper.make_node("Mul", ["y_f", "zero"], ["y0"]),
+        helper.make_node("Unsqueeze", ["y0", "axes_123"], ["y4"]),
+        helper.make_node("Add", ["o4", "y4"], ["eps"]),
+    ]
+    inits = [
+        const("flat", np.array([-1, flat], np.int64)),
+        const("img", np.array([-1, *shape], np.int64)),
+        const("w_in", (rng.standard_normal((flat, width)) / np.sqrt(flat)).astype(np.float32)),
+        const("w", (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)),
+        const("w_out", (rng.standard_normal((width, flat)) / np.sqrt(width)).astype(np.float32)),
+        const("zero", np.float32(0.0)),
+        const("axes_123", np.array([1, 2, 3], np.int64)),
+    ]
+    return save_onnx(path, nodes, inputs, outputs, inits)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -224,6 +253,7 @@ def onnx_kit() -> types.SimpleNamespace:
         affine_denoiser=affine_denoiser,
         affine_eps=affine_eps,
         gather_denoiser=gather_denoiser,
+        matmul_chain_denoiser=matmul_chain_denoiser,
         linear_decoder=linear_decoder,
         decoder_weight=decoder_weight,
         spec_doc=spec_doc,

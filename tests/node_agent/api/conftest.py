@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-from onnx import helper
 
 from node_agent.config import AgentConfig
 from node_agent.server import AgentServer, running_agent
@@ -32,35 +30,6 @@ max_mem_used_bytes = 2_000_000_000
 """
 
 
-def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], kit, width: int = 1024, depth: int = 12) -> Path:
-    """``eps = tanh(x W_in (W)^depth W_out) + 0 * y`` with fixed random weights: slow on purpose."""
-    inputs, outputs = kit.denoiser_io(shape)
-    flat = int(np.prod(shape))
-    rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Reshape", ["x", "flat"], ["h0"]), helper.make_node("MatMul", ["h0", "w_in"], ["h1"])]
-    for i in range(depth):
-        nodes.append(helper.make_node("MatMul", [f"h{i + 1}", "w"], [f"h{i + 2}"]))
-    nodes += [
-        helper.make_node("MatMul", [f"h{depth + 1}", "w_out"], ["o"]),
-        helper.make_node("Tanh", ["o"], ["o_t"]),
-        helper.make_node("Reshape", ["o_t", "img"], ["o4"]),
-        helper.make_node("Cast", ["y"], ["y_f"], to=kit.FLOAT),
-        helper.make_node("Mul", ["y_f", "zero"], ["y0"]),
-        helper.make_node("Unsqueeze", ["y0", "axes_123"], ["y4"]),
-        helper.make_node("Add", ["o4", "y4"], ["eps"]),
-    ]
-    inits = [
-        kit.const("flat", np.array([-1, flat], np.int64)),
-        kit.const("img", np.array([-1, *shape], np.int64)),
-        kit.const("w_in", (rng.standard_normal((flat, width)) / np.sqrt(flat)).astype(np.float32)),
-        kit.const("w", (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)),
-        kit.const("w_out", (rng.standard_normal((width, flat)) / np.sqrt(width)).astype(np.float32)),
-        kit.const("zero", np.float32(0.0)),
-        kit.const("axes_123", np.array([1, 2, 3], np.int64)),
-    ]
-    return kit.save_onnx(path, nodes, inputs, outputs, inits)
-
-
 @pytest.fixture(scope="module")
 def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
     root = tmp_path_factory.mktemp("models")
@@ -70,7 +39,7 @@ def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
     latent = onnx_kit.spec_doc("tiny-latent", "latent", image=(1, 4, 4), latent=(2, 2, 2), steps_T=50)
     write_model(root, "tiny-latent", "latent", doc=latent)
     slow = onnx_kit.spec_doc("slow", image=(1, 4, 4), steps_T=50)
-    write_model(root, "slow", doc=slow, denoiser=lambda p, s: matmul_chain_denoiser(p, s, onnx_kit))
+    write_model(root, "slow", doc=slow, denoiser=onnx_kit.matmul_chain_denoiser)
     write_model(root, "broken", doc=onnx_kit.spec_doc("broken", steps_T=50))
     (root / "broken" / "denoiser.onnx").write_bytes(b"this is not an ONNX protobuf" * 10)
     bad = onnx_kit.spec_doc("badspec", steps_T=50)

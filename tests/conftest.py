@@ -167,6 +167,22 @@ def matmul_chain_denoiser(path: Path, shape: tuple[int, int, int], width: int = 
     return save_onnx(path, nodes, inputs, outputs, inits)
 
 
+def sim_profile_toml(
+    name: str = "test-sim",
+    idle_power_w: float = 5.0,
+    max_power_w: float = 15.0,
+    mem_total_bytes: int = 8_000_000_000,
+    idle_mem_used_bytes: int = 1_000_000_000,
+    max_mem_used_bytes: int = 2_000_000_000,
+) -> str:
+    """A device profile for the ``simulated`` backend (W, bytes), so energy is ``modeled`` anywhere."""
+    return (
+        f'[device]\nname = "{name}"\nidle_power_w = {idle_power_w}\nmax_power_w = {max_power_w}\n'
+        f"mem_total_bytes = {mem_total_bytes}\nidle_mem_used_bytes = {idle_mem_used_bytes}\n"
+        f"max_mem_used_bytes = {max_mem_used_bytes}\n"
+    )
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -236,6 +252,12 @@ def write_model_folder(
     (denoiser or affine_denoiser)(folder / "denoiser.onnx", work)
     (folder / "model.toml").write_text(to_toml(doc), encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session", name="sim_profile_toml")
+def sim_profile_toml_fixture() -> Callable[..., str]:
+    """:func:`sim_profile_toml`: keyword overrides of the test device profile."""
+    return sim_profile_toml
 
 
 @pytest.fixture(scope="session")

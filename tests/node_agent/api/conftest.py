@@ -19,16 +19,6 @@ from node_agent.config import AgentConfig
 from node_agent.server import AgentServer, running_agent
 from protos import edge_agent_pb2_grpc
 
-SIM_PROFILE = """
-[device]
-name = "test-sim"
-idle_power_w = 5.0
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = 1_000_000_000
-max_mem_used_bytes = 2_000_000_000
-"""
-
 
 @pytest.fixture(scope="module")
 def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
@@ -49,9 +39,9 @@ def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agent_server(model_repo, tmp_path_factory) -> Iterator[AgentServer]:
+def agent_server(model_repo, tmp_path_factory, sim_profile_toml) -> Iterator[AgentServer]:
     profile = tmp_path_factory.mktemp("sim") / "sim.toml"
-    profile.write_text(SIM_PROFILE)
+    profile.write_text(sim_profile_toml())
     config = AgentConfig(
         name="test-agent",
         listen="127.0.0.1:0",

@@ -26,15 +26,6 @@ from protos import edge_agent_pb2_grpc, kserve_v2_pb2, kserve_v2_pb2_grpc
 
 MEAN_MS, JITTER_MS, SEED = 30.0, 5.0, 7
 LOW_S, HIGH_S = (MEAN_MS - 3 * JITTER_MS) / 1e3, (MEAN_MS + 3 * JITTER_MS) / 1e3
-SIM_PROFILE = """
-[device]
-name = "test-sim"
-idle_power_w = 5.0
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = 1_000_000_000
-max_mem_used_bytes = 2_000_000_000
-"""
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +51,9 @@ def _config(repo: Path, profile: Path, name: str, **delay: float) -> AgentConfig
 
 
 @pytest.fixture(scope="module")
-def sim_profile(tmp_path_factory) -> Path:
+def sim_profile(tmp_path_factory, sim_profile_toml) -> Path:
     path = tmp_path_factory.mktemp("sim") / "sim.toml"
-    path.write_text(SIM_PROFILE)
+    path.write_text(sim_profile_toml())
     return path
 
 

@@ -20,22 +20,13 @@ import pytest
 from orchestrator.cluster import SHIPPED_MODELS, ClusterError, LocalCluster, repository_models
 from orchestrator.daemon_client import OrchestratorClient
 
-SIM_PROFILE = """
-[device]
-name = "cluster-sim"
-idle_power_w = 5.0
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = 1_000_000_000
-max_mem_used_bytes = 2_000_000_000
-"""
 _READY = re.compile(r"edgetb up: ready; orchestrator (\S+:\d+)")
 
 
 @pytest.fixture()
-def sim_profile(tmp_path: Path) -> Path:
+def sim_profile(tmp_path: Path, sim_profile_toml) -> Path:
     path = tmp_path / "sim.toml"
-    path.write_text(SIM_PROFILE)
+    path.write_text(sim_profile_toml(name="cluster-sim"))
     return path
 
 

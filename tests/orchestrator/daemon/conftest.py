@@ -16,16 +16,6 @@ import pytest
 
 from node_agent.config import AgentConfig
 
-SIM_PROFILE = """
-[device]
-name = "test-sim"
-idle_power_w = 5.0
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = {used}
-max_mem_used_bytes = {used}
-"""
-
 
 @pytest.fixture(scope="package")
 def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
@@ -41,12 +31,12 @@ def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
 
 
 @pytest.fixture(scope="package")
-def sim_profiles(tmp_path_factory) -> dict[str, Path]:
+def sim_profiles(tmp_path_factory, sim_profile_toml) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("sim")
     profiles = {}
     for name, used in (("lean", 7_000_000_000), ("roomy", 1_000_000_000)):
         profiles[name] = folder / f"{name}.toml"
-        profiles[name].write_text(SIM_PROFILE.format(used=used))
+        profiles[name].write_text(sim_profile_toml(idle_mem_used_bytes=used, max_mem_used_bytes=used))
     return profiles
 
 

@@ -17,15 +17,6 @@ from node_agent.server import AgentServer, running_agent
 
 #: The simulated device: 5 W idle, 15 W at full load.
 IDLE_POWER_W = 5.0
-SIM_PROFILE = f"""
-[device]
-name = "harness-sim"
-idle_power_w = {IDLE_POWER_W}
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = 1_000_000_000
-max_mem_used_bytes = 2_000_000_000
-"""
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +36,9 @@ def harness_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sim_profile(tmp_path_factory) -> Path:
+def sim_profile(tmp_path_factory, sim_profile_toml) -> Path:
     profile = tmp_path_factory.mktemp("harness-sim") / "sim.toml"
-    profile.write_text(SIM_PROFILE)
+    profile.write_text(sim_profile_toml(name="harness-sim", idle_power_w=IDLE_POWER_W))
     return profile
 
 

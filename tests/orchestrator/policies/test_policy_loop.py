@@ -23,15 +23,6 @@ from orchestrator.daemon_client import OrchestratorClient
 
 HEARTBEAT_S = 0.2
 POPULAR, UNREQUESTED = "digits-mlp-s", "digits-ldm"
-SIM_PROFILE = """
-[device]
-name = "test-sim"
-idle_power_w = 5.0
-max_power_w = 15.0
-mem_total_bytes = 8_000_000_000
-idle_mem_used_bytes = 1_000_000_000
-max_mem_used_bytes = 1_000_000_000
-"""
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
@@ -44,9 +35,9 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "co
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, sim_profile_toml):
     sim_profile = tmp_path_factory.mktemp("sim") / "sim.toml"
-    sim_profile.write_text(SIM_PROFILE)
+    sim_profile.write_text(sim_profile_toml(max_mem_used_bytes=1_000_000_000))
     with contextlib.ExitStack() as stack:
         config = OrchestratorConfig.build(
             listen="127.0.0.1:0", metrics_listen="", heartbeat_s=HEARTBEAT_S, run_dir=tmp_path_factory.mktemp("runs"),

@@ -27,7 +27,8 @@ class BadResponse(ValueError):
 
 @dataclass(frozen=True)
 class InferReply:
-    """What the harness needs from a ModelInfer response.
+    """What the harness needs from one query's response (ModelInfer here; the EdgeAgent target
+    fills the same type from a Generate response).
 
     Attributes:
         images: images in the ``IMAGE`` output (its first dimension).

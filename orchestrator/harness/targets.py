@@ -16,6 +16,7 @@ import grpc
 
 from orchestrator import serde, serde_kserve
 from orchestrator.client import MAX_MESSAGE_BYTES, AgentClient
+from orchestrator.serde_kserve import InferReply as Reply  # one query's reply, for either protocol
 from protos import edge_agent_pb2_grpc, kserve_v2_pb2_grpc
 
 PROTOCOLS = ("edgeagent", "kserve")
@@ -34,17 +35,6 @@ _CHANNEL_OPTIONS = [
 
 class BenchError(RuntimeError):
     """The run cannot be done: unreachable target, wrong protocol, unknown or unservable model."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One completed query, as the target reported it (None: the target did not report it)."""
-
-    images: int
-    queue_time_s: float | None
-    compute_time_s: float | None
-    energy_j: float | None
-    energy_source: str
 
 
 @dataclass(frozen=True)
@@ -261,8 +251,7 @@ class KServeTarget(Target):
 
     def infer(self, labels: list[int], seed: int, steps: int) -> Reply:
         request = serde_kserve.infer_request(self.model, labels, steps, seed)
-        r = serde_kserve.infer_reply(self._stub.ModelInfer(request, timeout=self.timeout_s), len(labels))
-        return Reply(r.images, r.queue_time_s, r.compute_time_s, r.energy_j, r.energy_source)
+        return serde_kserve.infer_reply(self._stub.ModelInfer(request, timeout=self.timeout_s), len(labels))
 
     def idle_baseline(self, idle_s: float) -> IdleBaseline:
         return IdleBaseline(None, "unavailable", 0, 0.0, "the KServe v2 protocol has no telemetry API")

@@ -1,13 +1,14 @@
 """A small cluster for the daemon tests: in-process agents on free loopback ports, tiny models.
 
 The repository holds ``tiny`` (pixel, 1x4x4, T = 50), ``tiny-latent`` (latent 2x2x2 -> 1x4x4) and
-``slow`` (a pixel model whose every step runs a chain of 1024x1024 matrix products, T = 1000, so a
+``slow`` (a pixel model whose every step runs a chain of 48 1024x1024 matrix products, T = 1000, so a
 request with a few hundred steps stays in flight for a while). Devices are simulated (energy is
 ``modeled`` on any machine); ``lean`` has 7 GB of its 8 GB in use, ``roomy`` 1 GB.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ def model_repo(tmp_path_factory, write_model, onnx_kit) -> Path:
     latent = onnx_kit.spec_doc("tiny-latent", "latent", image=(1, 4, 4), latent=(2, 2, 2), steps_T=50)
     write_model(root, "tiny-latent", "latent", doc=latent)
     slow = onnx_kit.spec_doc("slow", image=(1, 4, 4), steps_T=1000)
-    write_model(root, "slow", doc=slow, denoiser=onnx_kit.matmul_chain_denoiser)
+    write_model(root, "slow", doc=slow, denoiser=functools.partial(onnx_kit.matmul_chain_denoiser, depth=48))
     return root
 
 

@@ -66,13 +66,13 @@ def test_sigterm_finishes_in_flight_requests_and_leaves_a_consistent_store(agent
 
                 def slow() -> None:
                     try:
-                        result["routed"] = client.submit("slow", label=2, steps=500, request_id="in-flight")
+                        result["routed"] = client.submit("slow", label=2, steps=1000, request_id="in-flight")
                     except Exception as exc:
                         result["error"] = exc
 
                 thread = threading.Thread(target=slow)
                 thread.start()
-                time.sleep(0.3)  # the request takes about 1 s on the agent
+                time.sleep(0.3)  # let it reach the agent: 1000 steps take seconds there
                 assert thread.is_alive(), "the slow request finished before SIGTERM: make it slower"
                 started = time.monotonic()
                 proc.send_signal(signal.SIGTERM)

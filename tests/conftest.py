@@ -283,3 +283,47 @@ def onnx_kit() -> types.SimpleNamespace:
         FLOAT=FLOAT,
         INT64=INT64,
     )
+
+
+#: The synthetic profile's quality (class probability) per step count: saturating from 2 steps.
+SYNTHETIC_CLASS_PROB = {1: 0.1, 2: 0.85, 4: 0.93, 8: 0.95, 16: 0.95, 32: 0.95}
+
+
+def synthetic_profile(
+    model: str = "m",
+    device: str = "dev",
+    *,
+    energy_w: float | None = None,
+    batches: tuple[int, ...] = (1,),
+    latency_a_s: float = 0.002,
+    per_step_s: float = 0.0005,
+    load_time_s: float = 0.05,
+    mem_bytes: int = 4_000_000,
+):
+    """A :class:`profiles.profile.ModelProfile` with known numbers: latency ``a + per_step * steps * batch``
+    (compute = the per-step part), energy ``energy_w`` x compute (None: unavailable), quality per
+    :data:`SYNTHETIC_CLASS_PROB` (std 0.1) at batch 1, FD ``30 (1 - q) + 0.3``."""
+    from profiles.profile import ModelProfile
+
+    points = []
+    for batch in batches:
+        for s, q in SYNTHETIC_CLASS_PROB.items():
+            compute = per_step_s * s * batch
+            point: dict[str, Any] = {
+                "steps": s, "batch": batch, "requests": 30, "valid": True, "latency_s": latency_a_s + compute,
+                "latency_s_std": 1e-4, "latency_s_p50": latency_a_s + compute,
+                "latency_s_p99": latency_a_s + compute + 3e-4, "compute_s": compute, "compute_s_std": 1e-5 * s,
+                "energy_j": None if energy_w is None else energy_w * compute,
+            }  # fmt: skip
+            if batch == 1:
+                point.update(quality_images=100, accuracy=q, class_prob=q, class_prob_std=0.1, fd=30 * (1 - q) + 0.3)
+            points.append(point)
+    provenance = {"date": "2026-11-23T00:00:00+00:00", "seed": 0, "device_kind": "cpu", "device_name": "test cpu"}
+    load = {"load_time_s": load_time_s, "mem_bytes": mem_bytes}
+    return ModelProfile.from_points(model, device, provenance, load, points)
+
+
+@pytest.fixture(scope="session", name="synthetic_profile")
+def synthetic_profile_fixture() -> Callable[..., Any]:
+    """:func:`synthetic_profile`: a model profile with known latency, energy and quality."""
+    return synthetic_profile

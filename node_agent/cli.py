@@ -55,6 +55,10 @@ def serve(
         float | None, typer.Option(help="standard deviation of that delay (normal, cut at 3 sd and 0), ms")
     ] = None,
     emulated_delay_seed: Annotated[int | None, typer.Option(help="seed of the emulated delay draws")] = None,
+    sim_seed: Annotated[
+        int | None,
+        typer.Option(help="seed of the simulated device's modeled compute times (models with a profile-<device>.toml)"),
+    ] = None,
     orchestrator: Annotated[
         str | None, typer.Option(help="orchestrator HOST:PORT to register with and heartbeat to")
     ] = None,
@@ -78,6 +82,7 @@ def serve(
         emulated_delay_ms=emulated_delay_ms,
         emulated_delay_jitter_ms=emulated_delay_jitter_ms,
         emulated_delay_seed=emulated_delay_seed,
+        sim_seed=sim_seed,
         orchestrator=orchestrator,
         heartbeat_s=heartbeat_s,
     )

@@ -51,6 +51,9 @@ class AgentConfig:
             deviations and at 0), in milliseconds. ``emulated_delay_ms + 3 * jitter`` must not
             exceed 10 000 ms.
         emulated_delay_seed: seed of the delay draws; the same seed gives the same sequence of delays.
+        sim_seed: seed of the simulated device's modeled compute times (see :mod:`node_agent.sim_timing`:
+            used when ``sim_profile`` is a named device profile and a model has a ``profile-<device>.toml``);
+            the same seed gives the same sequence of draws.
         orchestrator: HOST:PORT of the orchestrator daemon to register with and heartbeat to;
             None: the agent does not register (an orchestrator may still list it statically).
         heartbeat_s: heartbeat interval in seconds, 0.05..60, used until the orchestrator assigns
@@ -72,6 +75,7 @@ class AgentConfig:
     emulated_delay_ms: float = 0.0
     emulated_delay_jitter_ms: float = 0.0
     emulated_delay_seed: int = 0
+    sim_seed: int = 0
     orchestrator: str | None = None
     heartbeat_s: float = 2.0
 
@@ -107,10 +111,12 @@ class AgentConfig:
                 f"emulated_delay_jitter_ms: the largest delay, emulated_delay_ms + 3 x jitter = {largest_ms:g} ms, "
                 f"exceeds {MAX_EMULATED_DELAY_MS:g} ms"
             )
-        if isinstance(self.emulated_delay_seed, bool) or not isinstance(self.emulated_delay_seed, int):
-            raise ConfigError(f"emulated_delay_seed: {self.emulated_delay_seed!r} is not an integer")
-        if not 0 <= self.emulated_delay_seed < 2**63:
-            raise ConfigError(f"emulated_delay_seed: {self.emulated_delay_seed} is outside 0..2^63-1")
+        for key in ("emulated_delay_seed", "sim_seed"):
+            seed = getattr(self, key)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ConfigError(f"{key}: {seed!r} is not an integer")
+            if not 0 <= seed < 2**63:
+                raise ConfigError(f"{key}: {seed} is outside 0..2^63-1")
         if self.orchestrator is not None:
             o_host, o_sep, o_port = str(self.orchestrator).rpartition(":")
             if not o_sep or not o_host or not o_port.isdigit() or not 0 < int(o_port) <= 65535:

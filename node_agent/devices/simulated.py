@@ -83,10 +83,24 @@ class SimProfile:
 
     @classmethod
     def from_toml(cls, path: Path) -> SimProfile:
-        """Load from a TOML file: top-level keys, or a `[device]` table if present."""
+        """Load from a TOML file: a device profile's `[sim]` table (`profiles/devices/*.toml`), else a
+        `[device]` table, else top-level keys.
+
+        Raises:
+            ValueError: a device profile without a `[sim]` table, or a table that is not a valid profile.
+        """
         with open(path, "rb") as f:
             data = tomllib.load(f)
-        table = data.get("device", data)
+        if "sim" in data:
+            table = data["sim"]
+        elif "device" in data:
+            table = data["device"]
+        elif "throughput" in data and "telemetry" in data:  # a device profile (profiles/devices.py)
+            raise ValueError(f"{path}: device profile has no [sim] table to simulate it from")
+        else:
+            table = data
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{path}: the simulated profile must be a table")
         return cls.from_mapping(table)
 
 

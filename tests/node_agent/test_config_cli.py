@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
         ({"name": "bad name!"}, "name"),
         ({"queue_capacity": 0}, "queue_capacity"),
         ({"device": "simulated"}, "sim_profile"),
+        ({"sim_seed": -1}, "sim_seed"),
+        ({"sim_seed": 1.5}, "sim_seed"),
     ],
 )
 def test_invalid_settings_name_the_setting(changes, field) -> None:
@@ -61,3 +63,11 @@ def test_serve_refuses_bad_flags_with_the_setting_named() -> None:
     result = CliRunner().invoke(app, ["serve", "--telemetry-hz", "500"])
     assert result.exit_code == 2
     assert "telemetry_hz" in result.output
+    result = CliRunner().invoke(app, ["serve", "--sim-seed", "-3"])
+    assert result.exit_code == 2 and "sim_seed" in result.output
+
+
+def test_sim_seed_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text("[agent]\nsim_seed = 7\n")
+    assert AgentConfig.from_toml(path).sim_seed == 7 and AgentConfig().sim_seed == 0

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator import cli_profiles
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
@@ -349,6 +351,11 @@ def up(
         console.print("stopped: " + ", ".join(f"{name} exit {rc}" for name, rc in codes.items()), highlight=False)
     raise typer.Exit(code)
 
+
+app.command("profile")(cli_profiles.profile)
+app.command("report")(cli_profiles.report)
+app.command("scale-profile")(cli_profiles.scale)
+app.command("fidelity")(cli_profiles.fidelity)
 
 if __name__ == "__main__":
     app()

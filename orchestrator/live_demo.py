@@ -290,12 +290,13 @@ def run_live_demo(
                 cluster.daemon_address, timeout_s=sc.requests.deadline_s + CLIENT_GRACE_S
             ) as client:
                 images: dict[int, np.ndarray] = {}
+                policy_clock_s = cluster.status().uptime_s  # the policy loop's clock when the replay starts
                 results = replay(client, requests, max_in_flight, images)
         if images:
             samples[name] = np.stack([images[i] for i in sorted(images)])
         stores[name] = _store_of(run_dir)
         all_results[name] = results
-        report_policies[name] = summarize(results)
+        report_policies[name] = {**summarize(results), "policy_clock_s": policy_clock_s}
         log(f"{name}: done, {report_policies[name]['failed_requests']} of {len(results)} failed")
     merge_stores(stores, out / "telemetry.sqlite")
     report: dict[str, object] = {

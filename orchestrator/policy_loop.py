@@ -30,7 +30,7 @@ import numpy as np
 from orchestrator.agent_link import AgentLink
 from orchestrator.config import Limits, PolicyConfig
 from orchestrator.metrics import Metrics
-from orchestrator.policies import ALLOCATION, CACHING
+from orchestrator.policies import build_policies
 from orchestrator.policies.base import (
     AgentState,
     Allocation,
@@ -83,16 +83,12 @@ class PolicyLoop:
         self.metrics = metrics
         self.limits = limits
         self.inflight: Counter[str] = inflight if inflight is not None else Counter()
-        self.caching: CachingPolicy | None = None
-        if config.caching == "random":
-            self.caching = CACHING["random"](config.seed)
-        elif config.caching in CACHING:
-            self.caching = CACHING[config.caching]()
-        self.allocation: AllocationPolicy | None = None
-        if config.allocation == "fixed-steps":
-            self.allocation = ALLOCATION["fixed-steps"](config.fixed_steps)
-        elif config.allocation == "greedy-latency":
-            self.allocation = ALLOCATION["greedy-latency"](config.fixed_steps, config.step_candidates)
+        self.caching: CachingPolicy | None
+        self.allocation: AllocationPolicy | None
+        self.caching, self.allocation = build_policies(
+            config.caching, config.allocation, seed=config.seed, fixed_steps=config.fixed_steps,
+            step_candidates=config.step_candidates,
+        )  # fmt: skip
         self.measured = MeasuredTable(config.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()
         self.requests_total: Counter[str] = Counter()

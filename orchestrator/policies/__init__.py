@@ -17,4 +17,22 @@ CACHING: dict[str, type] = {
 #: Allocation policies by their ``[policy] allocation`` name.
 ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency}
 
-__all__ = ["ALLOCATION", "CACHING", "AllocationPolicy", "CachingPolicy"]
+
+def build_policies(
+    caching: str, allocation: str, *, seed: int = 0, fixed_steps: int = 8, step_candidates: tuple[int, ...] = (4, 8)
+) -> tuple[CachingPolicy | None, AllocationPolicy | None]:
+    """The policies named by a ``[policy]`` table (``none`` / ``router``: None), the same for live and sim runs."""
+    cache: CachingPolicy | None = None
+    if caching == "random":
+        cache = RandomCaching(seed)
+    elif caching in CACHING:
+        cache = CACHING[caching]()
+    alloc: AllocationPolicy | None = None
+    if allocation == "fixed-steps":
+        alloc = FixedSteps(fixed_steps)
+    elif allocation == "greedy-latency":
+        alloc = GreedyLatency(fixed_steps, step_candidates)
+    return cache, alloc
+
+
+__all__ = ["ALLOCATION", "CACHING", "AllocationPolicy", "CachingPolicy", "build_policies"]

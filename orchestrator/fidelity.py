@@ -1,0 +1,139 @@
+"""Sim fidelity: one seeded workload, one fixed policy, run live on a local cluster and in the simulator.
+
+The live run is :func:`orchestrator.live_demo.run_live_demo` (real agents, real ONNX, the daemon's
+policy loop); the simulated run is :func:`orchestrator.sim.cluster.simulate` with samplers built
+from the committed profiles ``profiles/models/<model>/profile-<device>.toml`` and the same
+``[policy]`` table. Both are summarised by the same code; the gap of each figure is
+``(sim - live) / live``. A figure the live run could not measure (energy on a machine without a
+power source) has no gap: it is reported as unavailable, never as 0.
+
+Written: ``fidelity.json`` (settings, both summaries, gaps, the 10 % goal verdicts) and the live
+run's own report under ``live/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from orchestrator.cluster import CLOUD
+from orchestrator.config import PolicyConfig
+from orchestrator.live_demo import RequestResult, run_live_demo, summarize, with_slot_s
+from orchestrator.sim.cluster import SimSettings, simulate
+from orchestrator.sim.estimate import power_under_load_w
+from orchestrator.sim.sampler import ModelSampler
+from orchestrator.workload import Workload
+from profiles.devices import DEVICES_DIR, load_device
+from profiles.profile import MODELS_DIR, load_profile
+from profiles.scenario import load_scenario
+
+#: The figures compared, as ``summarize`` names them.
+FIGURES = ("mean_latency_s", "energy_j_per_request", "mean_quality", "hit_ratio", "utility")
+#: The goal: every compared figure within this relative gap.
+GOAL = 0.10
+
+
+def device_power_w(device: str) -> float | None:
+    """The device profile's power under load, W; None when ``device`` is not a device profile."""
+    try:
+        return power_under_load_w(load_device(device))
+    except (ValueError, OSError):
+        return None
+
+
+def samplers_for(models: Sequence[str], device: str, models_dir: Path = MODELS_DIR) -> dict[str, ModelSampler]:
+    """One sampler per model from its profile on ``device``; energy modeled from the device's power."""
+    power_w = device_power_w(device)
+    return {m: ModelSampler(load_profile(m, device, models_dir), power_w) for m in models}
+
+
+def gap(live: float | None, sim: float | None) -> float | None:
+    """``(sim - live) / |live|``; None when either is unavailable or live is 0."""
+    if live is None or sim is None or live == 0:
+        return None
+    return (sim - live) / abs(live)
+
+
+def compare(live: dict[str, object], sim: dict[str, object]) -> dict[str, object]:
+    """Gaps per figure and the goal verdict over the figures both runs have."""
+    gaps = {k: gap(live.get(k), sim.get(k)) for k in FIGURES}  # type: ignore[arg-type]
+    judged = {k: abs(v) <= GOAL for k, v in gaps.items() if v is not None and k != "utility"}
+    return {"gap": gaps, "within_goal": judged, "all_within_goal": bool(judged) and all(judged.values())}
+
+
+def run_fidelity(
+    out: Path,
+    *,
+    scenario: str = "t2drl",
+    policies: Sequence[str] = ("most-popular+fixed-steps",),
+    device: str = "x86-cpu",
+    slots: int | None = None,
+    seed: int | None = None,
+    slot_s: float | None = None,
+    live: bool = True,
+    simulated: bool = False,
+    settings: SimSettings | None = None,
+    models_dir: Path = MODELS_DIR,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, object]:
+    """Run each policy live and simulated on the scenario's seeded workload; write ``fidelity.json``.
+
+    Args:
+        out: output folder.
+        scenario: shipped scenario name or TOML path.
+        policies: ``caching+allocation`` combinations.
+        device: the device profile the live agents run on (its model profiles drive the simulator).
+        slots, seed, slot_s: as ``edgetb demo``.
+        live: False: the simulator only (no live figures, no gaps).
+        simulated: the live agents run the ``simulated`` device of ``device``'s profile: real ONNX,
+            compute time and energy drawn from the model profiles on that device (labelled).
+        settings: the simulated cluster; default: the scenario's ``[cluster]`` hints.
+        models_dir: where the model profiles are.
+        log: progress lines.
+    """
+    sc = with_slot_s(load_scenario(scenario), slot_s)
+    workload = Workload.from_scenario(sc, seed)
+    requests = workload.requests(slots)
+    hints = sc.cluster
+    settings = settings or SimSettings(
+        edge_agents=hints.edge_agents, cloud_delay_ms=hints.cloud_delay_ms, seed=workload.seed
+    )
+    samplers = samplers_for(sc.models.names, device, models_dir)
+    scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
+    out.mkdir(parents=True, exist_ok=True)
+    live_report: dict[str, object] = {}
+    if live:
+        log(f"live run of {', '.join(policies)} ...")
+        sim_profile = DEVICES_DIR / f"{device}.toml" if simulated else None
+        live_report = run_live_demo(
+            out / "live", scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=policies, log=log,
+            device="simulated" if simulated else "auto", sim_profile=sim_profile, models=models_dir,
+        )  # fmt: skip
+    result: dict[str, object] = {
+        "scenario": sc.name, "seed": workload.seed, "requests": len(requests), "device": device,
+        "live_agents": ("simulated " + device) if simulated else "real (this machine)",
+        "goal_relative_gap": GOAL, "sim_settings": settings.__dict__,
+        "sim_model": "orchestrator/sim/cluster.py (profiles: " + ", ".join(
+            f"{m}: {s.profile.provenance.method}" for m, s in samplers.items()) + ")",
+        "policies": {},
+    }  # fmt: skip
+    for name in policies:
+        caching, _, allocation = name.partition("+")
+        policy = PolicyConfig(caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s,
+                              cloud_agent=CLOUD)  # fmt: skip
+        run_settings = settings
+        if live:  # align the simulated policy clock with the live daemon's at the replay start
+            clock_s = float(live_report["policies"][name]["policy_clock_s"])  # type: ignore[index]
+            run_settings = replace(settings, policy_clock_s=clock_s)
+        sim_results: list[RequestResult] = simulate(requests, samplers, policy, run_settings)
+        entry: dict[str, object] = {"sim": summarize(sim_results)}
+        if live:
+            live_summary = live_report["policies"][name]  # type: ignore[index]
+            entry["live"] = live_summary
+            entry.update(compare(live_summary, entry["sim"]))  # type: ignore[arg-type]
+        result["policies"][name] = entry  # type: ignore[index]
+        log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.get("gap", {}).items()))  # type: ignore[union-attr]
+    (out / "fidelity.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

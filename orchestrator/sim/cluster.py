@@ -1,0 +1,284 @@
+"""The simulator backend: the live policies, unchanged, against a cluster modeled from measured profiles.
+
+:func:`simulate` replays a workload (the same seeded request list a live run replays) in simulated
+time through a :class:`SimCluster`: ``edge-1..edge-N`` that cache models and a ``cloud`` agent that
+holds every model behind the same emulated WAN delay the live cloud agent adds (truncated normal).
+The caching policy plans at every frame boundary and the allocation policy places every request,
+from the same :class:`~orchestrator.policies.base.ClusterView` the live policy loop builds (agents,
+demand, measured EWMAs). What the live cluster measures, the simulator draws from the profiles
+(:mod:`orchestrator.sim.sampler`, labelled ``modeled``):
+
+* each (agent, model) is one FIFO server, as the agent's one worker thread per model;
+* a request's latency = its wait + modeled compute + ``hops`` x the profile's per-request overhead
+  (client -> daemon -> agent is two gRPC hops) + the cloud delay when served by the cloud;
+* a model load (a frame plan, or a request sent to an agent without the model) takes the
+  profile's load time; the model counts as loaded when it is done, as the daemon sees it;
+* energy and quality per :mod:`orchestrator.sim.sampler`.
+
+Not modeled: CPU contention between agents on one host, the daemon's own scoring time, telemetry.
+Results are :class:`~orchestrator.live_demo.RequestResult` rows, so the live and simulated runs are
+summarised by the same code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+
+from orchestrator.config import PolicyConfig
+from orchestrator.live_demo import OK, RequestResult
+from orchestrator.policies import build_policies
+from orchestrator.policies.base import AgentState, ClusterView, MeasuredTable, NoAgent, RequestInfo
+from orchestrator.sim.sampler import ModelSampler
+from orchestrator.utility import request_utility
+from orchestrator.workload import WorkloadRequest
+
+CLOUD = "cloud"
+#: The live cloud agent's emulated delay is a normal cut at this many standard deviations.
+TRUNCATION_SD = 3.0
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The simulated cluster.
+
+    Attributes:
+        edge_agents: edge agents ``edge-1..edge-N``.
+        cloud_delay_ms: mean emulated WAN round trip of the cloud agent, ms.
+        cloud_jitter_ms: its standard deviation, ms (cut at 3 sd and 0, as the live agent).
+        hops: gRPC round trips per request whose overhead the profile measured once (2: client ->
+            daemon -> agent).
+        policy_clock_s: the policy clock's reading when the workload starts, s: the live daemon's
+            uptime when the replay began (frame boundaries fall at multiples of the frame length on
+            that clock; those before the workload starts are planned too, with no demand yet).
+        mem_total_bytes: memory of an edge agent, bytes (None: unbounded).
+        seed: seed of every draw (compute, quality, cloud delay).
+    """
+
+    edge_agents: int = 2
+    cloud_delay_ms: float = 200.0
+    cloud_jitter_ms: float = 10.0
+    hops: float = 2.0
+    policy_clock_s: float = 0.0
+    mem_total_bytes: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class SimAgent:
+    """One agent's simulated state (times in simulated seconds)."""
+
+    name: str
+    is_cloud: bool
+    samplers: Mapping[str, ModelSampler]
+    loaded: set[str] = field(default_factory=set)
+    ready_at_s: dict[str, float] = field(default_factory=dict)  # model -> when its load finishes
+    free_at_s: dict[str, float] = field(default_factory=dict)  # model -> when its worker is free
+    load_free_at_s: float = 0.0  # loads on one agent run one after the other
+    pending: list[float] = field(default_factory=list)  # heap of completion times
+
+    def settle(self, now_s: float) -> None:
+        """Finish loads and requests that are done by ``now_s``."""
+        for model, t in list(self.ready_at_s.items()):
+            if t <= now_s:
+                self.loaded.add(model)
+                del self.ready_at_s[model]
+        while self.pending and self.pending[0] <= now_s:
+            heapq.heappop(self.pending)
+
+    def load(self, model: str, now_s: float) -> float:
+        """Start loading ``model``; returns when it is loaded."""
+        if model in self.loaded:
+            return now_s
+        if model in self.ready_at_s:
+            return self.ready_at_s[model]
+        start = max(now_s, self.load_free_at_s)
+        self.load_free_at_s = start + self.samplers[model].load_time_s
+        self.ready_at_s[model] = self.load_free_at_s
+        return self.load_free_at_s
+
+    def unload(self, model: str) -> None:
+        self.loaded.discard(model)
+        self.ready_at_s.pop(model, None)
+
+
+class SimCluster:
+    """Edge agents and a cloud agent whose service is drawn from model profiles.
+
+    Args:
+        samplers: model -> its sampler on the agents' device (every agent runs the same device).
+        settings: the cluster.
+        policy: the ``[policy]`` table (cache size, steps, EWMA, rank) as the live daemon reads it.
+    """
+
+    def __init__(self, samplers: Mapping[str, ModelSampler], settings: SimSettings, policy: PolicyConfig) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.agents = [SimAgent(f"edge-{i}", False, samplers) for i in range(1, settings.edge_agents + 1)]
+        self.agents.append(SimAgent(CLOUD, True, samplers, loaded=set(samplers)))
+        self.rng = np.random.default_rng((settings.seed, 7))
+        self._delay_rng = np.random.default_rng(settings.seed)
+        self.measured = MeasuredTable(policy.ewma_alpha)
+        self.requests_frame: Counter[str] = Counter()
+        self.requests_total: Counter[str] = Counter()
+        self.last_request_s: dict[str, float] = {}
+        self._done: list[tuple[float, int, str, str, int, float | None, float | None, float]] = []
+
+    def agent(self, name: str) -> SimAgent:
+        return next(a for a in self.agents if a.name == name)
+
+    def cloud_delay_s(self) -> float:
+        """One emulated WAN round trip, s: the live agent's truncated normal (inverse CDF of one uniform)."""
+        mean, sd = self.settings.cloud_delay_ms, self.settings.cloud_jitter_ms
+        if sd <= 0:
+            return mean / 1e3
+        lo = max(-TRUNCATION_SD, -mean / sd)
+        normal = NormalDist()
+        a, b = normal.cdf(lo), normal.cdf(TRUNCATION_SD)
+        u = float(self._delay_rng.uniform())
+        return (mean + sd * normal.inv_cdf(a + u * (b - a))) / 1e3
+
+    # --- the view -------------------------------------------------------------------------------
+
+    def settle(self, now_s: float) -> None:
+        for agent in self.agents:
+            agent.settle(now_s)
+        while self._done and self._done[0][0] <= now_s:
+            _, _, agent, model, steps, latency, energy, quality = heapq.heappop(self._done)
+            self.measured.update(agent, model, steps, latency, energy, quality)
+
+    def view(self, now_s: float, slot: int, frame: int) -> ClusterView:
+        total = self.settings.mem_total_bytes
+        agents = tuple(
+            AgentState(
+                name=a.name, up=True, is_cloud=a.is_cloud, loaded=frozenset(a.loaded),
+                repository=frozenset(a.samplers), mem_total_bytes=total,
+                mem_free_bytes=None if total is None else total - sum(a.samplers[m].mem_bytes for m in a.loaded),
+                queue_depth=0, inflight=len(a.pending),
+            )
+            for a in self.agents
+        )  # fmt: skip
+        return ClusterView(
+            now_s=now_s, slot=slot, frame=frame, agents=agents, requests_frame=dict(self.requests_frame),
+            requests_total=dict(self.requests_total), last_request_s=dict(self.last_request_s),
+            measured=self.measured.snapshot(), model_rank=self.policy.model_rank,
+            cache_models=self.policy.cache_models,
+        )  # fmt: skip
+
+    # --- decisions ------------------------------------------------------------------------------
+
+    def apply_plan(self, plan: Mapping[str, frozenset[str]], now_s: float) -> None:
+        """Unload, then load, what the plan changes on each edge agent (as the live loop does)."""
+        for name, models in sorted(plan.items()):
+            agent = next((a for a in self.agents if a.name == name and not a.is_cloud), None)
+            if agent is None:
+                continue
+            target = sorted(m for m in models if m in agent.samplers)[: self.policy.cache_models]
+            for model in sorted((agent.loaded | set(agent.ready_at_s)) - set(target)):
+                agent.unload(model)
+            for model in target:
+                agent.load(model, now_s)
+
+    def serve(self, req: WorkloadRequest, agent_name: str, steps: int, now_s: float) -> RequestResult:
+        """Run ``req`` on ``agent_name`` at ``steps``; the modeled result."""
+        agent = self.agent(agent_name)
+        sampler = agent.samplers[req.model]
+        loaded_model = False
+        ready_s = now_s
+        if req.model not in agent.loaded:
+            ready_s = agent.load(req.model, now_s)
+            loaded_model = True
+        draw = sampler.draw(steps, self.rng)
+        start_s = max(ready_s, agent.free_at_s.get(req.model, 0.0), now_s)
+        end_s = start_s + draw.compute_s
+        agent.free_at_s[req.model] = end_s
+        delay_s = self.cloud_delay_s() if agent.is_cloud else 0.0
+        latency_s = end_s - now_s + self.settings.hops * draw.overhead_s + delay_s
+        done_s = now_s + latency_s
+        heapq.heappush(agent.pending, done_s)
+        quality = None if np.isnan(draw.quality) else draw.quality
+        if latency_s > req.deadline_s:
+            util = request_utility(0.0, req.deadline_s, None, req.w_latency, req.w_energy, req.quality_floor)
+            return RequestResult(
+                req.id, req.user, req.slot, req.model, "DEADLINE_EXCEEDED", "", req.deadline_s, 0.0, None,
+                "unavailable", None, 0, False, util.value,
+            )  # fmt: skip
+        heapq.heappush(
+            self._done,
+            (done_s, req.id, agent.name, req.model, steps, None if loaded_model else latency_s, draw.energy_j, quality),
+        )
+        util = request_utility(
+            quality if quality is not None else 0.0, latency_s, draw.energy_j, req.w_latency, req.w_energy,
+            req.quality_floor,
+        )  # fmt: skip
+        hit = not agent.is_cloud and not loaded_model
+        return RequestResult(
+            req.id, req.user, req.slot, req.model, OK, agent.name, latency_s, 0.0, draw.energy_j, draw.energy_source,
+            quality, steps, hit, util.value,
+        )  # fmt: skip
+
+
+def simulate(
+    requests: Sequence[WorkloadRequest],
+    samplers: Mapping[str, ModelSampler],
+    policy: PolicyConfig,
+    settings: SimSettings = SimSettings(),
+) -> list[RequestResult]:
+    """Replay ``requests`` through the policies of ``policy`` on a simulated cluster.
+
+    Args:
+        requests: the workload, in arrival order.
+        samplers: model -> sampler (every requested model needs one).
+        policy: the ``[policy]`` table, exactly as a live daemon would get it.
+        settings: the simulated cluster.
+
+    Returns:
+        One result per request, in workload order.
+    """
+    missing = sorted({r.model for r in requests} - set(samplers))
+    if missing:
+        raise ValueError(f"samplers: no profile for {', '.join(missing)}")
+    caching, allocation = build_policies(
+        policy.caching, policy.allocation, seed=policy.seed, fixed_steps=policy.fixed_steps,
+        step_candidates=policy.step_candidates,
+    )  # fmt: skip
+    cluster = SimCluster(samplers, settings, policy)
+    frame_s = policy.slot_s * policy.frame_slots
+    clock_s = settings.policy_clock_s  # policy clock = workload time + clock_s
+    frame = 0  # boundaries before the workload's start are planned too (at negative workload times)
+    results: list[RequestResult] = []
+    for req in requests:
+        while (frame + 1) * frame_s - clock_s <= req.arrival_s:
+            boundary_s = (frame + 1) * frame_s - clock_s
+            cluster.settle(boundary_s)
+            if caching is not None:
+                view = cluster.view(boundary_s, int((boundary_s + clock_s) // policy.slot_s), frame)
+                cluster.apply_plan(caching.plan(view), boundary_s)
+            cluster.requests_frame.clear()
+            frame += 1
+        now_s = req.arrival_s
+        cluster.settle(now_s)
+        cluster.requests_frame[req.model] += 1
+        cluster.requests_total[req.model] += 1
+        cluster.last_request_s[req.model] = now_s
+        view = cluster.view(now_s, int((now_s + clock_s) // policy.slot_s), frame)
+        try:
+            if allocation is None:
+                raise NoAgent("the simulator needs an allocation policy (the router is not modeled)")
+            choice = allocation.allocate(view, RequestInfo(f"sim-{req.id}", req.model, req.label))
+        except NoAgent:
+            util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
+            failed = RequestResult(
+                req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0,
+                False, util.value,
+            )  # fmt: skip
+            results.append(failed)
+            continue
+        steps = choice.steps if choice.steps is not None else policy.fixed_steps
+        results.append(cluster.serve(req, choice.agent, steps, now_s))
+    return results

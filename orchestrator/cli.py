@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import cli_profiles
+from orchestrator import cli_profiles, cli_train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -356,6 +356,7 @@ app.command("profile")(cli_profiles.profile)
 app.command("report")(cli_profiles.report)
 app.command("scale-profile")(cli_profiles.scale)
 app.command("fidelity")(cli_profiles.fidelity)
+app.command("train")(cli_train.train)
 
 if __name__ == "__main__":
     app()

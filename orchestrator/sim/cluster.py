@@ -33,7 +33,15 @@ import numpy as np
 from orchestrator.config import PolicyConfig
 from orchestrator.live_demo import OK, RequestResult
 from orchestrator.policies import build_policies
-from orchestrator.policies.base import AgentState, ClusterView, MeasuredTable, NoAgent, RequestInfo
+from orchestrator.policies.base import (
+    AgentState,
+    AllocationPolicy,
+    CachingPolicy,
+    ClusterView,
+    MeasuredTable,
+    NoAgent,
+    RequestInfo,
+)
 from orchestrator.sim.sampler import ModelSampler
 from orchestrator.utility import request_utility
 from orchestrator.workload import WorkloadRequest
@@ -223,11 +231,111 @@ class SimCluster:
         )  # fmt: skip
 
 
+class SimEpisode:
+    """:func:`simulate` one decision at a time, for the envs that train policies on the simulator.
+
+    The caller alternates: while :meth:`frame_due`, plan the frame from :meth:`frame_view` and pass
+    the plan to :meth:`end_frame`; then take the next request's view from :meth:`request_view` and
+    answer with :meth:`serve` (or :meth:`fail`). :attr:`done` once every request has a result.
+
+    Args:
+        requests: the workload, in arrival order.
+        samplers: model -> sampler (every requested model needs one).
+        policy: the ``[policy]`` table (frame length, cache size, steps, EWMA).
+        settings: the simulated cluster.
+    """
+
+    def __init__(
+        self,
+        requests: Sequence[WorkloadRequest],
+        samplers: Mapping[str, ModelSampler],
+        policy: PolicyConfig,
+        settings: SimSettings = SimSettings(),
+    ) -> None:
+        missing = sorted({r.model for r in requests} - set(samplers))
+        if missing:
+            raise ValueError(f"samplers: no profile for {', '.join(missing)}")
+        self.requests = list(requests)
+        self.policy = policy
+        self.settings = settings
+        self.cluster = SimCluster(samplers, settings, policy)
+        self.frame_s = policy.slot_s * policy.frame_slots
+        self.frame = 0  # boundaries before the workload's start are planned too (at negative workload times)
+        self.index = 0  # the next request without a result
+        self.results: list[RequestResult] = []
+        self._counted = -1  # the request whose arrival was counted in the demand
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.requests)
+
+    @property
+    def boundary_s(self) -> float:
+        """Workload time of the next frame boundary, s (policy clock = workload time + policy_clock_s)."""
+        return (self.frame + 1) * self.frame_s - self.settings.policy_clock_s
+
+    def _slot(self, now_s: float) -> int:
+        return int((now_s + self.settings.policy_clock_s) // self.policy.slot_s)
+
+    def frame_due(self) -> bool:
+        """A frame boundary comes before (or at) the next request's arrival."""
+        return not self.done and self.boundary_s <= self.requests[self.index].arrival_s
+
+    def frame_view(self) -> ClusterView:
+        """The view at the next frame boundary (demand of the frame that ends there)."""
+        now_s = self.boundary_s
+        self.cluster.settle(now_s)
+        return self.cluster.view(now_s, self._slot(now_s), self.frame)
+
+    def end_frame(self, plan: Mapping[str, frozenset[str]] | None) -> None:
+        """Apply ``plan`` (None: keep the caches) at the boundary and start the next frame."""
+        if plan is not None:
+            self.cluster.apply_plan(plan, self.boundary_s)
+        self.cluster.requests_frame.clear()
+        self.frame += 1
+
+    def request_view(self) -> tuple[WorkloadRequest, ClusterView, RequestInfo]:
+        """The next request, the view at its arrival (its demand counted once) and what a policy knows of it."""
+        req = self.requests[self.index]
+        cluster = self.cluster
+        cluster.settle(req.arrival_s)
+        if self._counted != self.index:
+            cluster.requests_frame[req.model] += 1
+            cluster.requests_total[req.model] += 1
+            cluster.last_request_s[req.model] = req.arrival_s
+            self._counted = self.index
+        view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame)
+        return req, view, RequestInfo(f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor)
+
+    def serve(self, agent: str, steps: int | None) -> RequestResult:
+        """Serve the next request on ``agent`` at ``steps`` (None: the policy's fixed steps)."""
+        req = self.requests[self.index]
+        result = self.cluster.serve(req, agent, steps if steps is not None else self.policy.fixed_steps, req.arrival_s)
+        return self._record(result)
+
+    def fail(self) -> RequestResult:
+        """The next request found no agent (UNAVAILABLE, zero quality and latency)."""
+        req = self.requests[self.index]
+        util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
+        return self._record(
+            RequestResult(
+                req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0,
+                False, util.value,
+            )
+        )  # fmt: skip
+
+    def _record(self, result: RequestResult) -> RequestResult:
+        self.results.append(result)
+        self.index += 1
+        return result
+
+
 def simulate(
     requests: Sequence[WorkloadRequest],
     samplers: Mapping[str, ModelSampler],
     policy: PolicyConfig,
     settings: SimSettings = SimSettings(),
+    policies: tuple[CachingPolicy | None, AllocationPolicy | None] | None = None,
 ) -> list[RequestResult]:
     """Replay ``requests`` through the policies of ``policy`` on a simulated cluster.
 
@@ -236,49 +344,29 @@ def simulate(
         samplers: model -> sampler (every requested model needs one).
         policy: the ``[policy]`` table, exactly as a live daemon would get it.
         settings: the simulated cluster.
+        policies: (caching, allocation) objects to run instead of the ones ``policy`` names (e.g.
+            trained learners wrapped by :mod:`orchestrator.policies.drl`).
 
     Returns:
         One result per request, in workload order.
     """
-    missing = sorted({r.model for r in requests} - set(samplers))
-    if missing:
-        raise ValueError(f"samplers: no profile for {', '.join(missing)}")
-    caching, allocation = build_policies(
-        policy.caching, policy.allocation, seed=policy.seed, fixed_steps=policy.fixed_steps,
-        step_candidates=policy.step_candidates,
-    )  # fmt: skip
-    cluster = SimCluster(samplers, settings, policy)
-    frame_s = policy.slot_s * policy.frame_slots
-    clock_s = settings.policy_clock_s  # policy clock = workload time + clock_s
-    frame = 0  # boundaries before the workload's start are planned too (at negative workload times)
-    results: list[RequestResult] = []
-    for req in requests:
-        while (frame + 1) * frame_s - clock_s <= req.arrival_s:
-            boundary_s = (frame + 1) * frame_s - clock_s
-            cluster.settle(boundary_s)
-            if caching is not None:
-                view = cluster.view(boundary_s, int((boundary_s + clock_s) // policy.slot_s), frame)
-                cluster.apply_plan(caching.plan(view), boundary_s)
-            cluster.requests_frame.clear()
-            frame += 1
-        now_s = req.arrival_s
-        cluster.settle(now_s)
-        cluster.requests_frame[req.model] += 1
-        cluster.requests_total[req.model] += 1
-        cluster.last_request_s[req.model] = now_s
-        view = cluster.view(now_s, int((now_s + clock_s) // policy.slot_s), frame)
+    if policies is None:
+        policies = build_policies(
+            policy.caching, policy.allocation, seed=policy.seed, fixed_steps=policy.fixed_steps,
+            step_candidates=policy.step_candidates,
+        )  # fmt: skip
+    caching, allocation = policies
+    episode = SimEpisode(requests, samplers, policy, settings)
+    while not episode.done:
+        while episode.frame_due():
+            episode.end_frame(caching.plan(episode.frame_view()) if caching is not None else None)
+        _, view, info = episode.request_view()
         try:
             if allocation is None:
                 raise NoAgent("the simulator needs an allocation policy (the router is not modeled)")
-            choice = allocation.allocate(view, RequestInfo(f"sim-{req.id}", req.model, req.label))
+            choice = allocation.allocate(view, info)
         except NoAgent:
-            util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
-            failed = RequestResult(
-                req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0,
-                False, util.value,
-            )  # fmt: skip
-            results.append(failed)
+            episode.fail()
             continue
-        steps = choice.steps if choice.steps is not None else policy.fixed_steps
-        results.append(cluster.serve(req, choice.agent, steps, now_s))
-    return results
+        episode.serve(choice.agent, choice.steps)
+    return episode.results

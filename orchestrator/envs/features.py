@@ -1,0 +1,184 @@
+"""What the T2DRL learners see and how their outputs become decisions, built from a ``ClusterView`` only.
+
+The live daemon and the simulator both hand policies a :class:`~orchestrator.policies.base.ClusterView`
+(and a :class:`~orchestrator.policies.base.RequestInfo` per request), so features computed here are the
+same on either backend: a policy trained in the simulator runs unchanged on the live cluster.
+
+Caching (once per frame, discrete):
+
+- observation: per model, its share of the requests of the frame that just ended and of all requests
+  so far; per (edge agent, model), whether it is loaded; the frame index modulo ``period`` as a phase
+  in [0, 1) (popularity drifts every few frames);
+- action: an index into :func:`cache_configs`, every joint choice of ``cache_models`` models per edge
+  agent; a configuration is masked out when its models do not fit an agent's memory (when known).
+
+Allocation (per request, continuous, actions in [-1, 1]):
+
+- observation: the requested model (one-hot), the user's quality floor (0 when none); per server
+  (each edge agent, then the cloud): whether it can serve the request now (the model loaded; the
+  cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at 1), and the measured mean
+  latency of the model there (EWMA over step counts, s, clipped at ``LATENCY_CAP_S``; -1 when none);
+- action: ``a[0]`` sets the steps on a log scale between ``min_steps`` and ``max_steps``; ``a[1:]``
+  score the servers, and the request goes to the best-scoring server that can serve it (the "action
+  amender": every action maps onto a feasible decision).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.policies.base import ClusterView, NoAgent, RequestInfo
+
+INFLIGHT_SCALE = 10.0
+"""requests in flight that count as a full queue in the observation"""
+LATENCY_CAP_S = 1.0
+"""measured latencies above this are clipped in the observation, s"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fixed names the features are laid out by: models, edge agents, the cloud, step range.
+
+    Attributes:
+        models: model names, in a fixed order.
+        edges: edge agent names, in a fixed order.
+        cloud: the cloud agent's name.
+        cache_models: models each edge agent keeps loaded.
+        min_steps: fewest denoising steps an allocation picks.
+        max_steps: most denoising steps an allocation picks.
+        period: frames of the phase feature (the popularity drift period; 1: no phase).
+    """
+
+    models: tuple[str, ...]
+    edges: tuple[str, ...]
+    cloud: str = "cloud"
+    cache_models: int = 1
+    min_steps: int = 1
+    max_steps: int = 32
+    period: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise ValueError(f"models: {self.models!r} must be distinct names, at least one")
+        if not self.edges or len(set(self.edges)) != len(self.edges) or self.cloud in self.edges:
+            raise ValueError(f"edges: {self.edges!r} must be distinct names, at least one, without the cloud")
+        if not 0 <= self.cache_models <= len(self.models):
+            raise ValueError(f"cache_models: {self.cache_models} must be in 0..{len(self.models)}")
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError(f"min_steps, max_steps: {self.min_steps}, {self.max_steps} need 1 <= min <= max")
+        if self.period < 1:
+            raise ValueError(f"period: {self.period} must be >= 1")
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (*self.edges, self.cloud)
+
+    @property
+    def caching_obs_dim(self) -> int:
+        return 2 * len(self.models) + len(self.edges) * len(self.models) + 1
+
+    @property
+    def allocation_obs_dim(self) -> int:
+        return len(self.models) + 1 + 3 * len(self.servers)
+
+    @property
+    def allocation_act_dim(self) -> int:
+        return 1 + len(self.servers)
+
+
+def cache_configs(layout: Layout) -> list[dict[str, frozenset[str]]]:
+    """Every joint cache plan: ``cache_models`` models per edge agent (in ``layout.edges`` order)."""
+    per_agent = [frozenset(c) for c in itertools.combinations(layout.models, layout.cache_models)]
+    return [
+        dict(zip(layout.edges, choice, strict=True))
+        for choice in itertools.product(per_agent, repeat=len(layout.edges))
+    ]
+
+
+def caching_observation(view: ClusterView, layout: Layout) -> np.ndarray:
+    """The caching observation (float32, in [0, 1]) of ``view``."""
+    frame_total = sum(view.requests_frame.get(m, 0) for m in layout.models)
+    total = sum(view.requests_total.get(m, 0) for m in layout.models)
+    share_frame = [view.requests_frame.get(m, 0) / frame_total if frame_total else 0.0 for m in layout.models]
+    share_total = [view.requests_total.get(m, 0) / total if total else 0.0 for m in layout.models]
+    loaded = []
+    for name in layout.edges:
+        agent = view.agent(name)
+        held = agent.loaded if agent is not None and agent.up else frozenset()
+        loaded.extend(1.0 if m in held else 0.0 for m in layout.models)
+    phase = (view.frame % layout.period) / layout.period
+    return np.asarray([*share_frame, *share_total, *loaded, phase], np.float32)
+
+
+def caching_mask(
+    view: ClusterView, layout: Layout, configs: Sequence[dict[str, frozenset[str]]], mem_bytes: dict[str, int]
+) -> np.ndarray:
+    """Which ``configs`` fit: every agent's models within its memory (unknown memory or size: fits)."""
+    mask = np.ones(len(configs), bool)
+    for i, plan in enumerate(configs):
+        for name, models in plan.items():
+            agent = view.agent(name)
+            total = agent.mem_total_bytes if agent is not None else None
+            if total is not None and sum(mem_bytes.get(m, 0) for m in models) > total:
+                mask[i] = False
+    if not mask.any():
+        mask[:] = True  # nothing fits: let every plan through and the agents refuse loudly
+    return mask
+
+
+def _measured_latency_s(view: ClusterView, agent: str, model: str) -> float | None:
+    pairs = [(m.latency_s, m.count) for (a, mdl, _), m in view.measured.items() if a == agent and mdl == model]
+    pairs = [(v, n) for v, n in pairs if v is not None]
+    count = sum(n for _, n in pairs)
+    return None if not count else sum(v * n for v, n in pairs) / count
+
+
+def can_serve(view: ClusterView, layout: Layout, server: str, model: str) -> bool:
+    """An up edge agent with ``model`` loaded, or the up cloud agent holding it."""
+    agent = view.agent(server)
+    if agent is None or not agent.up:
+        return False
+    if server == layout.cloud:
+        return model in agent.repository or model in agent.loaded
+    return model in agent.loaded
+
+
+def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layout) -> np.ndarray:
+    """The allocation observation (float32, in [-1, 1]) of ``request`` in ``view``."""
+    onehot = [1.0 if m == request.model else 0.0 for m in layout.models]
+    floor = request.quality_floor if request.quality_floor is not None else 0.0
+    per_server = []
+    for name in layout.servers:
+        agent = view.agent(name)
+        inflight = 0 if agent is None else agent.inflight + agent.queue_depth
+        latency = _measured_latency_s(view, name, request.model)
+        per_server += [
+            1.0 if can_serve(view, layout, name, request.model) else 0.0,
+            min(inflight / INFLIGHT_SCALE, 1.0),
+            -1.0 if latency is None else min(latency / LATENCY_CAP_S, 1.0),
+        ]
+    return np.asarray([*onehot, floor, *per_server], np.float32)
+
+
+def steps_of(a0: float, layout: Layout) -> int:
+    """``a0`` in [-1, 1] -> steps on a log scale from ``min_steps`` (-1) to ``max_steps`` (+1)."""
+    lo, hi = math.log2(layout.min_steps), math.log2(layout.max_steps)
+    x = (float(np.clip(a0, -1.0, 1.0)) + 1.0) / 2.0
+    return int(min(max(round(2.0 ** (lo + x * (hi - lo))), layout.min_steps), layout.max_steps))
+
+
+def decode_allocation(action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout) -> tuple[str, int]:
+    """The server and steps an allocation action means; NoAgent when no server can serve the request."""
+    a = np.asarray(action, np.float64).reshape(-1)
+    if a.shape[0] != layout.allocation_act_dim:
+        raise ValueError(f"action: length {a.shape[0]}, expected {layout.allocation_act_dim}")
+    feasible = [i for i, name in enumerate(layout.servers) if can_serve(view, layout, name, request.model)]
+    if not feasible:
+        raise NoAgent(f"model: '{request.model}' is loaded on no up edge agent and no cloud agent is up with it")
+    best = max(feasible, key=lambda i: (a[1 + i], -i))
+    return layout.servers[best], steps_of(a[0], layout)

@@ -1,0 +1,333 @@
+"""T2DRL: the two-timescale trainer (DDQN caches per frame, D3PG allocates per request), on the simulator.
+
+One loop runs both timescales on the same episodes, as the paper's algorithm does: at every frame
+boundary the caching learner observes the demand of the ended frame and picks a joint cache plan;
+within the frame every request is allocated by the actor (steps and server), which stores the
+transition and takes ``updates_per_request`` gradient steps; when the frame ends its mean utility is
+the caching learner's reward, and the caching learner stores and learns from that transition. The
+features and action maps are :mod:`orchestrator.envs.features` (the ``CachingEnv`` /
+``AllocationEnv`` spaces), so the learned policies run live unchanged
+(:mod:`orchestrator.policies.drl`).
+
+Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-actor DDPG) and
+``random+d3pg`` (random caching + D3PG). After training, the learned policies and the heuristic
+baselines (``random+fixed-steps``, ``most-popular+fixed-steps``, ``lru+fixed-steps``) replay the same
+held-out workloads in the simulator (:func:`orchestrator.sim.cluster.simulate`); ``result.json``
+holds the mean utility, hit ratio and latency of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from orchestrator.algos import d3pg, ddpg, ddqn
+from orchestrator.algos.replay import ReplayBuffer, seed_everything
+from orchestrator.envs.features import (
+    allocation_observation,
+    cache_configs,
+    caching_mask,
+    caching_observation,
+    decode_allocation,
+)
+from orchestrator.envs.t2drl import TRAIN_SEED_BOUND, SimBackend
+from orchestrator.live_demo import summarize
+from orchestrator.policies import build_policies
+from orchestrator.policies.base import NoAgent
+from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
+from orchestrator.policies.random_cache import RandomCaching
+from orchestrator.sim.cluster import simulate
+
+ALGOS: dict[str, tuple[str, str]] = {
+    "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
+}  # fmt: skip
+"""``--algo`` -> (caching learner, allocation learner)"""
+BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "lru+fixed-steps")
+EVAL_SEED = 2_000_003
+"""first workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
+
+
+@dataclass
+class T2DRLConfig:
+    """The trainer's settings; the learners' own hyper-parameters are in ``caching`` / ``allocation``."""
+
+    seed: int = 0
+    """seed of the learners, the exploration and the training workloads"""
+    requests: int = 30_000
+    """training requests (allocation steps) at most; ``train`` may stop earlier on its time budget"""
+    updates_per_request: int = 1
+    """actor/critic updates per allocated request (after ``allocation.learning_starts``)"""
+    caching_updates_per_frame: int = 8
+    """DDQN updates per frame (after ``caching.learning_starts`` frames)"""
+    min_steps: int = 1
+    """fewest denoising steps an allocation picks"""
+    max_steps: int = 32
+    """most denoising steps an allocation picks"""
+    eval_episodes: int = 5
+    """held-out workloads (seeds ``EVAL_SEED + i``) every policy replays after training"""
+    eval_slots: int = 300
+    """slots per held-out workload"""
+    allocation: dict[str, Any] = field(
+        default_factory=lambda: {
+            "learning_starts": 1_000, "batch_size": 128, "gamma": 0.0, "hidden": (64, 64), "critic_hidden": (128, 128),
+            "exploration_noise": 0.2, "actor_lr": 3e-4, "critic_lr": 1e-3,
+        }
+    )  # fmt: skip
+    """overrides of the actor's ``Config`` (d3pg or ddpg); gamma 0: a request's utility is its own reward"""
+    caching: dict[str, Any] = field(
+        default_factory=lambda: {
+            "learning_starts": 50, "batch_size": 64, "gamma": 0.5, "hidden": (64, 64), "epsilon_decay_steps": 600,
+            "target_update_every": 100, "lr": 1e-3,
+        }
+    )  # fmt: skip
+    """overrides of the DDQN ``Config``"""
+
+
+def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):
+    config = {"d3pg": d3pg.Config, "ddpg": ddpg.Config, "ddqn": ddqn.Config}[kind]
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"config: {kind} has no field(s) {', '.join(unknown)}")
+    return config(seed=seed, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+
+
+def _actor(kind: str, obs_dim: int, act_dim: int, seed: int, overrides: dict[str, Any]):
+    cfg = _learner_config(kind, seed, overrides)
+    return d3pg.D3PG(obs_dim, act_dim, cfg) if kind == "d3pg" else ddpg.DDPG(obs_dim, act_dim, cfg)
+
+
+def train(
+    algo: str,
+    backend: SimBackend,
+    cfg: T2DRLConfig,
+    *,
+    time_budget_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+    log_every_frames: int = 100,
+):
+    """Train the two learners of ``algo`` together on episodes of ``backend``.
+
+    Returns:
+        (caching learner or None for random caching, actor, history): the history has one record per
+        ``log_every_frames`` frames: ``frame``, ``requests``, ``wall_s``, ``utility`` (mean over the
+        requests since the previous record), ``hit_ratio``, ``epsilon``.
+    """
+    if algo not in ALGOS:
+        raise ValueError(f"algo: {algo!r} is not one of {', '.join(ALGOS)}")
+    cache_kind, actor_kind = ALGOS[algo]
+    seed_everything(cfg.seed)
+    layout = backend.layout(cfg.min_steps, cfg.max_steps)
+    configs = cache_configs(layout)
+    mem = backend.mem_bytes()
+    actor = _actor(actor_kind, layout.allocation_obs_dim, layout.allocation_act_dim, cfg.seed, cfg.allocation)
+    a_buf = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, actor.cfg.buffer_size, seed=cfg.seed)
+    learner = None
+    if cache_kind == "ddqn":
+        learner = ddqn.DDQN(layout.caching_obs_dim, len(configs), _learner_config("ddqn", cfg.seed, cfg.caching))
+        c_buf = ReplayBuffer(layout.caching_obs_dim, 0, learner.cfg.buffer_size, n_actions=len(configs), seed=cfg.seed)
+    rng = np.random.default_rng((cfg.seed, 11))
+    start = time.perf_counter()
+    history: list[dict] = []
+    window: list[tuple[float, bool]] = []
+    requests = frames = 0
+    out_of_time = False
+    while requests < cfg.requests and not out_of_time:
+        workload_seed = int(rng.integers(TRAIN_SEED_BOUND))
+        episode = backend.episode(workload_seed)
+        random_caching = RandomCaching(workload_seed)
+        pending = None  # (obs, action, reward) of the frame that is running
+        while not episode.done and requests < cfg.requests:
+            # --- long timescale: a frame boundary ----------------------------------------------
+            while episode.frame_due():
+                view = episode.frame_view()
+                frames += 1
+                if learner is None:
+                    episode.end_frame(random_caching.plan(view))
+                else:
+                    obs, mask = caching_observation(view, layout), caching_mask(view, layout, configs, mem)
+                    if pending is not None:  # the frame that ends here: its mean utility
+                        c_buf.add(pending[0], pending[1], pending[2] / max(pending[3], 1), obs, False, mask)
+                    action = learner.act(obs, mask, epsilon=learner.epsilon(frames - 1))
+                    pending = [obs, action, 0.0, 0]
+                    episode.end_frame(configs[action])
+                    learner.env_steps = frames
+                    if frames > learner.cfg.learning_starts:
+                        for _ in range(cfg.caching_updates_per_frame):
+                            learner.update(c_buf.sample(learner.cfg.batch_size))
+                if frames % log_every_frames == 0:
+                    history.append(_record(frames, requests, start, window, learner))
+                    window = []
+                    if log is not None:
+                        log(_describe(history[-1]))
+            if episode.done:
+                break
+            # --- short timescale: one request ------------------------------------------------
+            _, view, info = episode.request_view()
+            obs = allocation_observation(view, info, layout)
+            if requests < actor.cfg.learning_starts:
+                action = rng.uniform(-1.0, 1.0, layout.allocation_act_dim).astype(np.float32)
+            else:
+                action = actor.act(obs)
+            try:
+                agent, steps = decode_allocation(action, view, info, layout)
+                result = episode.serve(agent, steps)
+            except NoAgent:
+                result = episode.fail()
+            a_buf.add(obs, action, result.utility, obs, True)  # one-step: gamma 0 by default
+            requests += 1
+            actor.env_steps = requests
+            window.append((result.utility, result.hit))
+            if pending is not None:
+                pending[2] += result.utility
+                pending[3] += 1
+            if requests > actor.cfg.learning_starts:
+                for _ in range(cfg.updates_per_request):
+                    actor.update(a_buf.sample(actor.cfg.batch_size))
+            out_of_time = time_budget_s is not None and time.perf_counter() - start >= time_budget_s
+            if out_of_time:
+                break
+        if learner is not None and pending is not None:  # the episode's last frame: terminal
+            view = episode.frame_view()
+            obs, mask = caching_observation(view, layout), caching_mask(view, layout, configs, mem)
+            c_buf.add(pending[0], pending[1], pending[2] / max(pending[3], 1), obs, True, mask)
+    history.append(_record(frames, requests, start, window, learner))
+    return learner, actor, history
+
+
+def _record(frames: int, requests: int, start: float, window: list[tuple[float, bool]], learner) -> dict:
+    return {
+        "frame": frames, "requests": requests, "wall_s": time.perf_counter() - start,
+        "utility": float(np.mean([u for u, _ in window])) if window else None,
+        "hit_ratio": float(np.mean([h for _, h in window])) if window else None,
+        "epsilon": learner.epsilon(frames) if learner is not None else None,
+    }  # fmt: skip
+
+
+def _describe(record: dict) -> str:
+    util = "n/a" if record["utility"] is None else f"{record['utility']:.4f}"
+    hits = "n/a" if record["hit_ratio"] is None else f"{record['hit_ratio']:.3f}"
+    return f"frame {record['frame']}, request {record['requests']}: utility {util}, hit ratio {hits}"
+
+
+def evaluate(
+    backend: SimBackend, policies: dict[str, tuple[object, object]], episodes: int, slots: int
+) -> dict[str, dict[str, object]]:
+    """Replay ``episodes`` held-out workloads (seeds ``EVAL_SEED + i``, ``slots`` slots each) per policy pair.
+
+    Every pair sees the same requests and cluster seeds; the summary is over all their requests.
+    """
+    from orchestrator.workload import Workload
+
+    results: dict[str, list] = {name: [] for name in policies}
+    for i in range(episodes):
+        seed = EVAL_SEED + i
+        requests = Workload.from_scenario(backend.scenario, seed).requests(slots)
+        settings = dataclasses.replace(backend.settings, seed=seed)
+        for name, pair in policies.items():
+            results[name].extend(simulate(requests, backend.samplers, backend.policy, settings, policies=pair))  # type: ignore[arg-type]
+    return {name: summarize(rows) for name, rows in results.items()}
+
+
+def baseline_policies(backend: SimBackend, names: tuple[str, ...] = BASELINES) -> dict[str, tuple[object, object]]:
+    """The heuristic (caching, allocation) pairs named ``caching+allocation``."""
+    pairs = {}
+    for name in names:
+        caching, _, allocation = name.partition("+")
+        pairs[name] = build_policies(
+            caching, allocation, seed=backend.policy.seed, fixed_steps=backend.policy.fixed_steps
+        )
+    return pairs
+
+
+def learned_policies(algo: str, learner, actor, backend: SimBackend, cfg: T2DRLConfig) -> tuple[object, object]:
+    """The trained pair as policies: greedy caching (or random) and the deterministic actor."""
+    layout = backend.layout(cfg.min_steps, cfg.max_steps)
+    caching = (
+        RandomCaching(backend.policy.seed) if learner is None
+        else LearnedCaching(lambda o, m: learner.act(o, m), layout, backend.mem_bytes(), name=ALGOS[algo][0])
+    )  # fmt: skip
+    allocation = LearnedAllocation(lambda o: actor.act(o, deterministic=True), layout, name=ALGOS[algo][1])
+    return caching, allocation
+
+
+def train_t2drl(
+    algo: str,
+    out: Path,
+    *,
+    scenario: str = "t2drl",
+    device: str = "x86-cpu",
+    seed: int = 0,
+    time_budget_s: float | None = 600.0,
+    overrides: dict[str, Any] | None = None,
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Train ``algo`` on the simulated ``scenario``, evaluate it against the baselines, write ``out``.
+
+    Writes ``result.json`` (config, training history, per-policy summaries on the held-out
+    workloads), ``learning_curve.png``, and the checkpoints ``allocation.pt`` and (DDQN variants)
+    ``caching.pt``.
+    """
+    known = {f.name for f in dataclasses.fields(T2DRLConfig)}
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise ValueError(f"config: the T2DRL trainer has no field(s) {', '.join(unknown)}")
+    cfg = T2DRLConfig(seed=seed, **(overrides or {}))
+    for name in ("allocation", "caching"):  # partial overrides extend the defaults
+        if overrides and name in overrides:
+            setattr(cfg, name, {**getattr(T2DRLConfig(), name), **overrides[name]})
+    backend = SimBackend.from_scenario(scenario, device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        learner, actor, history = train(algo, backend, cfg, time_budget_s=time_budget_s, log=log)
+        actor.save(out / "allocation.pt")
+        if learner is not None:
+            learner.save(out / "caching.pt")
+        pairs = {algo: learned_policies(algo, learner, actor, backend, cfg), **baseline_policies(backend)}
+        summaries = evaluate(backend, pairs, cfg.eval_episodes, cfg.eval_slots)
+    finally:
+        torch.set_num_threads(previous)
+    result = {
+        "algo": algo, "caching": ALGOS[algo][0], "allocation": ALGOS[algo][1], "scenario": backend.scenario.name,
+        "device": device, "profiles": {m: s.profile.provenance.method for m, s in backend.samplers.items()},
+        "backend": "sim", "seed": seed, "eval_seed": EVAL_SEED, "eval_episodes": cfg.eval_episodes,
+        "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
+        "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
+        "config": dataclasses.asdict(cfg), "policies": summaries, "curve": history,
+        "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
+    }  # fmt: skip
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _plot_curve(out, history, f"{algo} on {backend.scenario.name} (sim, {device}), seed {seed}")
+    return result
+
+
+def _plot_curve(out: Path, history: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in history if r["utility"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    ax.plot([r["requests"] for r in rows], [r["utility"] for r in rows], marker=".", label="mean utility")
+    ax2 = ax.twinx()
+    ax2.plot(
+        [r["requests"] for r in rows], [r["hit_ratio"] for r in rows], color="tab:orange", ls=":", label="hit ratio"
+    )
+    ax.set(xlabel="training requests", ylabel="utility per request", title=title)
+    ax2.set_ylabel("edge hit ratio")
+    fig.legend(loc="lower right")
+    fig.savefig(out / "learning_curve.png", dpi=120)
+    plt.close(fig)

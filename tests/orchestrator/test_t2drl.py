@@ -1,0 +1,121 @@
+"""The T2DRL trainer on the simulator (shipped x86-cpu profiles) with tiny budgets, and ``edgetb train``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from orchestrator.algos import d3pg, ddqn
+from orchestrator.algos.ddqn import Config as DDQNConfig
+from orchestrator.algos.ddqn import train as train_ddqn
+from orchestrator.cli_train import app
+from orchestrator.envs.t2drl import CachingEnv, SimBackend
+from orchestrator.t2drl import BASELINES, T2DRLConfig, evaluate, learned_policies, train, train_t2drl
+
+TINY = {
+    "requests": 400, "eval_episodes": 1, "eval_slots": 40,
+    "allocation": {"learning_starts": 100, "batch_size": 32, "hidden": [16, 16], "critic_hidden": [16, 16]},
+    "caching": {"learning_starts": 4, "batch_size": 8, "hidden": [16, 16]},
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def backend() -> SimBackend:
+    return SimBackend.from_scenario("t2drl", "x86-cpu")
+
+
+def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> None:
+    result = train_t2drl("t2drl", tmp_path, seed=2, time_budget_s=120, overrides=TINY)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["policies"] == json.loads(json.dumps(result["policies"]))
+    assert set(saved["policies"]) == {"t2drl", *BASELINES}
+    assert saved["train_requests"] == 400 and saved["train_frames"] >= 10 and saved["backend"] == "sim"
+    assert saved["profiles"] == {m: "measured" for m in ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")}
+    for summary in saved["policies"].values():
+        assert summary["requests"] == saved["policies"]["lru+fixed-steps"]["requests"] > 0  # the same workloads
+        assert -2 < summary["utility"] < 1 and 0 <= summary["hit_ratio"] <= 1
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    actor = d3pg.D3PG.load(tmp_path / "allocation.pt")
+    learner = ddqn.DDQN.load(tmp_path / "caching.pt")
+    assert actor.env_steps == 400 and learner.env_steps == saved["train_frames"]
+    # the restored pair replays the held-out workload exactly as the trained one scored it
+    cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}})
+    backend = SimBackend.from_scenario("t2drl", "x86-cpu")
+    again = evaluate(backend, {"t2drl": learned_policies("t2drl", learner, actor, backend, cfg)}, 1, 40)
+    assert again["t2drl"]["utility"] == pytest.approx(saved["policies"]["t2drl"]["utility"])
+
+
+def test_random_caching_variant_has_no_caching_learner(backend) -> None:
+    cfg = T2DRLConfig(**{**TINY, "requests": 150})
+    learner, actor, history = train("random+d3pg", backend, cfg, log_every_frames=5)
+    assert learner is None and actor.env_steps == 150
+    assert history[-1]["requests"] == 150 and all(r["epsilon"] is None for r in history)
+    assert [r["frame"] for r in history[:-1]] == list(range(5, 5 * len(history) - 4, 5))
+
+
+def test_ddqn_learns_to_cache_the_popular_models(backend) -> None:
+    """DDQN on CachingEnv (inner fixed steps) beats random caching on held-out workloads after 300 frames."""
+    env = CachingEnv(backend)
+    cfg = DDQNConfig(
+        seed=0, total_steps=300, learning_starts=30, batch_size=32, hidden=(32, 32), epsilon_decay_steps=200,
+        gamma=0.5, target_update_every=50, lr=1e-3,
+    )  # fmt: skip
+    agent, _ = train_ddqn(cfg, env)
+    pairs = learned_policies("t2drl", agent, _FixedActor(backend), backend, T2DRLConfig())
+    scores = evaluate(backend, {"ddqn": pairs} | _random(backend), 2, 60)
+    assert scores["ddqn"]["hit_ratio"] > scores["random+fixed-steps"]["hit_ratio"] + 0.1
+    assert scores["ddqn"]["utility"] > scores["random+fixed-steps"]["utility"]
+
+
+class _FixedActor:
+    """An "actor" whose deterministic action is 8 steps on the first holder: FixedSteps in action form."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        layout = backend.layout()
+        self.action = np.full(layout.allocation_act_dim, 0.0, np.float32)
+        self.action[0] = 2 * (np.log2(8) / np.log2(layout.max_steps)) - 1
+        self.action[-1] = -1.0  # the cloud last
+
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        return self.action
+
+
+def _random(backend: SimBackend) -> dict:
+    from orchestrator.t2drl import baseline_policies
+
+    return baseline_policies(backend, ("random+fixed-steps",))
+
+
+def test_bad_algo_and_config_fields_are_named(tmp_path, backend) -> None:
+    with pytest.raises(ValueError, match="algo"):
+        train("ppo", backend, T2DRLConfig())
+    with pytest.raises(ValueError, match="no field"):
+        train_t2drl("t2drl", tmp_path, overrides={"nope": 1})
+    with pytest.raises(ValueError, match="d3pg has no field"):
+        train_t2drl("t2drl", tmp_path, overrides={"allocation": {"nope": 1}})
+
+
+def test_cli_trains_t2drl_and_refuses_the_live_backend(tmp_path) -> None:
+    runner = CliRunner()
+    args = ["--algo", "ddqn+ddpg", "--seed", "1", "--out", str(tmp_path), "--steps", "200"]
+    tiny = {**TINY, "allocation": {**TINY["allocation"], "hidden": [16, 16]}}
+    ok = runner.invoke(app, [*args, "--config", json.dumps(tiny)])
+    assert ok.exit_code == 0, ok.output
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["algo"] == "ddqn+ddpg" and saved["train_requests"] == 200 and "lru+fixed-steps" in ok.output
+    live = runner.invoke(app, [*args, "--backend", "live"])
+    assert live.exit_code == 2 and "--backend live" in live.output
+    missing = runner.invoke(app, [*args, "--scenario", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 1 and "nope.toml" in missing.output

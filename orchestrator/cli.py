@@ -28,6 +28,9 @@ def demo(
     agent_only: Annotated[bool, typer.Option("--agent-only", help="the single-agent steps sweep instead")] = False,
     steps: Annotated[str, typer.Option(help="--agent-only: comma-separated step counts")] = "1,2,4,8,16,32,64",
     per_class: Annotated[int, typer.Option(help="--agent-only: images per class and point")] = 10,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="edgetb train --env t2drl run folder for ddqn / d3pg / ddpg policies")
+    ] = None,
 ) -> None:
     """Run every policy live on a local cluster with the scenario's seeded workload; report, figures, table.
 
@@ -46,7 +49,7 @@ def demo(
     try:
         report = run_live_demo(
             out, scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=chosen, device=device,
-            sim_profile=sim_profile, log=lambda line: console.print(f"[dim]{line}[/dim]"),
+            sim_profile=sim_profile, checkpoint=checkpoint, log=lambda line: console.print(f"[dim]{line}[/dim]"),
         )  # fmt: skip
     except (ValueError, ClusterError) as exc:
         console.print(f"[red]edgetb demo: {exc}[/red]")

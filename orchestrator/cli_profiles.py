@@ -125,15 +125,24 @@ def fidelity(
     seed: Annotated[int | None, typer.Option(help="workload seed; default: the scenario's")] = None,
     sim_only: Annotated[bool, typer.Option("--sim-only", help="the simulator only (no live run, no gaps)")] = False,
     simulated: Annotated[bool, typer.Option("--simulated", help="live agents on the simulated DEVICE")] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="edgetb train --env t2drl run folder for ddqn / d3pg / ddpg policies")
+    ] = None,
 ) -> None:
-    """Run a fixed policy live (local cluster) and in the simulator on one seeded workload; print the gaps."""
+    """Run policies live (local cluster) and in the simulator on one seeded workload; print the gaps."""
+    from pydantic import ValidationError
+
     from orchestrator.fidelity import FIGURES, GOAL, run_fidelity
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
-    result = run_fidelity(
-        out, scenario=scenario, policies=names, device=device, slots=slots, seed=seed, live=not sim_only,
-        simulated=simulated, log=console.print,
-    )  # fmt: skip
+    try:
+        result = run_fidelity(
+            out, scenario=scenario, policies=names, device=device, slots=slots, seed=seed, live=not sim_only,
+            simulated=simulated, checkpoint=checkpoint, log=console.print,
+        )  # fmt: skip
+    except (ValueError, ValidationError) as exc:
+        console.print(f"[red]edgetb fidelity: {exc}[/red]")
+        raise typer.Exit(1) from exc
     for name, entry in result["policies"].items():  # type: ignore[union-attr]
         console.print(f"[bold]{name}[/bold]")
         for figure in FIGURES:

@@ -106,9 +106,11 @@ class PolicyConfig(BaseModel):
 
     Attributes:
         caching: caching policy run once per frame on the edge agents: ``most-popular``, ``lru``,
-            ``random``, ``no-cache``, or ``none`` (no caching decisions: models stay as loaded).
-        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, or ``router`` (the
-            router's own choice: loaded first, else most free memory).
+            ``random``, ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
+            decisions: models stay as loaded).
+        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg``
+            (trained: ``checkpoint``), or ``router`` (the router's own choice: loaded first, else
+            most free memory).
         slot_s: slot length, seconds.
         frame_slots: slots per caching frame.
         cache_models: models each edge agent keeps loaded.
@@ -122,14 +124,16 @@ class PolicyConfig(BaseModel):
         ewma_alpha: weight of the newest served request in the measured means, (0, 1].
         seed: seed of the ``random`` caching policy's draws.
         model_rank: models in preferred order; breaks ties of popularity (then the name).
+        checkpoint: folder of an ``edgetb train --env t2drl`` run (``result.json``, ``caching.pt``,
+            ``allocation.pt``) whose learners the ``ddqn`` / ``d3pg`` / ``ddpg`` policies run.
         scenario: a scenario name or TOML file (``profiles/scenarios``); settings not given here
             come from it: ``w_latency``/``w_energy`` (``[utility]``), ``slot_s``/``frame_slots``
             (``[timing]``), ``cache_models`` (``[cluster]``), ``model_rank`` (``[models]`` rank).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    caching: Literal["none", "most-popular", "lru", "random", "no-cache"] = "none"
-    allocation: Literal["router", "fixed-steps", "greedy-latency"] = "router"
+    caching: Literal["none", "most-popular", "lru", "random", "no-cache", "ddqn"] = "none"
+    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg"] = "router"
     slot_s: float = Field(1.0, ge=0.01, le=3600.0)
     frame_slots: int = Field(10, ge=1, le=100_000)
     cache_models: int = Field(1, ge=0, le=1000)
@@ -144,6 +148,14 @@ class PolicyConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     model_rank: tuple[str, ...] = Field((), max_length=10_000)
     scenario: str = ""
+    checkpoint: str = ""
+
+    @model_validator(mode="after")
+    def _learned_needs_checkpoint(self) -> PolicyConfig:
+        learned = [n for n in (self.caching, self.allocation) if n in ("ddqn", "d3pg", "ddpg")]
+        if learned and not self.checkpoint:
+            raise ValueError(f"checkpoint: the learned policies {', '.join(learned)} need a trained run folder")
+        return self
 
     @model_validator(mode="before")
     @classmethod

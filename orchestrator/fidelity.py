@@ -21,6 +21,7 @@ from pathlib import Path
 from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
 from orchestrator.live_demo import RequestResult, run_live_demo, summarize, with_slot_s
+from orchestrator.policies import build_policies
 from orchestrator.sim.cluster import SimSettings, simulate
 from orchestrator.sim.estimate import power_under_load_w
 from orchestrator.sim.sampler import ModelSampler
@@ -76,6 +77,7 @@ def run_fidelity(
     simulated: bool = False,
     settings: SimSettings | None = None,
     models_dir: Path = MODELS_DIR,
+    checkpoint: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, object]:
     """Run each policy live and simulated on the scenario's seeded workload; write ``fidelity.json``.
@@ -91,6 +93,7 @@ def run_fidelity(
             compute time and energy drawn from the model profiles on that device (labelled).
         settings: the simulated cluster; default: the scenario's ``[cluster]`` hints.
         models_dir: where the model profiles are.
+        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``).
         log: progress lines.
     """
     sc = with_slot_s(load_scenario(scenario), slot_s)
@@ -102,6 +105,14 @@ def run_fidelity(
     )
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
+    configs = {}
+    for name in policies:  # validated (and learned policies loaded once) before any live run
+        caching, _, allocation = name.partition("+")
+        configs[name] = PolicyConfig(
+            caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s, cloud_agent=CLOUD,
+            checkpoint=str(checkpoint or ""),
+        )  # fmt: skip
+        build_policies(caching, allocation, checkpoint=configs[name].checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     live_report: dict[str, object] = {}
     if live:
@@ -110,6 +121,7 @@ def run_fidelity(
         live_report = run_live_demo(
             out / "live", scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=policies, log=log,
             device="simulated" if simulated else "auto", sim_profile=sim_profile, models=models_dir,
+            checkpoint=checkpoint,
         )  # fmt: skip
     result: dict[str, object] = {
         "scenario": sc.name, "seed": workload.seed, "requests": len(requests), "device": device,
@@ -120,9 +132,7 @@ def run_fidelity(
         "policies": {},
     }  # fmt: skip
     for name in policies:
-        caching, _, allocation = name.partition("+")
-        policy = PolicyConfig(caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s,
-                              cloud_agent=CLOUD)  # fmt: skip
+        policy = configs[name]
         run_settings = settings
         if live:  # align the simulated policy clock with the live daemon's at the replay start
             clock_s = float(live_report["policies"][name]["policy_clock_s"])  # type: ignore[index]

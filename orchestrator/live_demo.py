@@ -234,6 +234,7 @@ def run_live_demo(
     sim_profile: Path | None = None,
     models: Path = SHIPPED_MODELS,
     max_in_flight: int = MAX_IN_FLIGHT,
+    checkpoint: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, object]:
     """Run every policy combination live on the same seeded workload; write the report and figures.
@@ -249,6 +250,7 @@ def run_live_demo(
         sim_profile: device profile TOML for ``simulated``.
         models: model repository.
         max_in_flight: requests in flight at once.
+        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``).
         log: progress lines.
 
     Returns:
@@ -278,6 +280,7 @@ def run_live_demo(
             policy={
                 "caching": caching, "allocation": allocation, "scenario": scenario_ref,
                 "slot_s": sc.timing.slot_s, "cloud_agent": CLOUD,
+                **({"checkpoint": str(Path(checkpoint).resolve())} if checkpoint is not None else {}),
             },
             models=models, device=device, sim_profile=sim_profile, cloud_delay_ms=hints.cloud_delay_ms,
             run_dir=run_dir,

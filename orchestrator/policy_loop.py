@@ -87,7 +87,7 @@ class PolicyLoop:
         self.allocation: AllocationPolicy | None
         self.caching, self.allocation = build_policies(
             config.caching, config.allocation, seed=config.seed, fixed_steps=config.fixed_steps,
-            step_candidates=config.step_candidates,
+            step_candidates=config.step_candidates, checkpoint=config.checkpoint,
         )  # fmt: skip
         self.measured = MeasuredTable(config.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()

@@ -305,7 +305,8 @@ def train_t2drl(
         "backend": "sim", "seed": seed, "eval_seed": EVAL_SEED, "eval_episodes": cfg.eval_episodes,
         "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
-        "config": dataclasses.asdict(cfg), "policies": summaries, "curve": history,
+        "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(backend.layout(cfg.min_steps, cfg.max_steps)),
+        "mem_bytes": backend.mem_bytes(), "policies": summaries, "curve": history,
         "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")

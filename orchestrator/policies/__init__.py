@@ -16,23 +16,54 @@ CACHING: dict[str, type] = {
 }  # fmt: skip
 #: Allocation policies by their ``[policy] allocation`` name.
 ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency}
+#: Learned policies (``orchestrator.policies.drl``), loaded from a training run's checkpoints.
+LEARNED_CACHING = ("ddqn",)
+LEARNED_ALLOCATION = ("d3pg", "ddpg")
 
 
 def build_policies(
-    caching: str, allocation: str, *, seed: int = 0, fixed_steps: int = 8, step_candidates: tuple[int, ...] = (4, 8)
+    caching: str,
+    allocation: str,
+    *,
+    seed: int = 0,
+    fixed_steps: int = 8,
+    step_candidates: tuple[int, ...] = (4, 8),
+    checkpoint: str = "",
 ) -> tuple[CachingPolicy | None, AllocationPolicy | None]:
-    """The policies named by a ``[policy]`` table (``none`` / ``router``: None), the same for live and sim runs."""
+    """The policies named by a ``[policy]`` table (``none`` / ``router``: None), the same for live and sim runs.
+
+    ``ddqn`` (caching) and ``d3pg`` / ``ddpg`` (allocation) are learners trained by ``edgetb train
+    --env t2drl``, loaded from the run folder ``checkpoint`` (needs torch).
+    """
+    learned = None
+    if caching in LEARNED_CACHING or allocation in LEARNED_ALLOCATION:
+        from orchestrator.policies.drl import load_trained
+
+        learned = load_trained(checkpoint, caching if caching in LEARNED_CACHING else None,
+                               allocation if allocation in LEARNED_ALLOCATION else None)  # fmt: skip
     cache: CachingPolicy | None = None
     if caching == "random":
         cache = RandomCaching(seed)
     elif caching in CACHING:
         cache = CACHING[caching]()
+    elif learned is not None and caching in LEARNED_CACHING:
+        cache = learned[0]
     alloc: AllocationPolicy | None = None
-    if allocation == "fixed-steps":
+    if learned is not None and allocation in LEARNED_ALLOCATION:
+        alloc = learned[1]
+    elif allocation == "fixed-steps":
         alloc = FixedSteps(fixed_steps)
     elif allocation == "greedy-latency":
         alloc = GreedyLatency(fixed_steps, step_candidates)
     return cache, alloc
 
 
-__all__ = ["ALLOCATION", "CACHING", "AllocationPolicy", "CachingPolicy", "build_policies"]
+__all__ = [
+    "ALLOCATION",
+    "CACHING",
+    "LEARNED_ALLOCATION",
+    "LEARNED_CACHING",
+    "AllocationPolicy",
+    "CachingPolicy",
+    "build_policies",
+]

@@ -7,7 +7,9 @@ daemon and the simulator (:func:`orchestrator.sim.cluster.simulate`) run them un
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -68,3 +70,44 @@ class LearnedAllocation:
         if request.steps is not None:
             steps = request.steps
         return Allocation(agent, steps, f"{self.name}: {steps} steps on {agent}")
+
+
+def load_trained(
+    checkpoint: str | Path, caching: str | None, allocation: str | None
+) -> tuple[LearnedCaching | None, LearnedAllocation | None]:
+    """The learned policies of an ``edgetb train --env t2drl`` run folder (needs torch).
+
+    Args:
+        checkpoint: the run folder (``result.json`` with the feature layout, ``caching.pt``, ``allocation.pt``).
+        caching: the caching learner wanted (``ddqn``), or None.
+        allocation: the allocation learner wanted (``d3pg`` / ``ddpg``), or None.
+
+    Raises:
+        ValueError: the folder is not such a run, or it trained other learners (the message names the field).
+    """
+    folder = Path(checkpoint)
+    try:
+        result = json.loads((folder / "result.json").read_text())
+        layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["layout"].items()})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"checkpoint: {folder} is not an `edgetb train --env t2drl` output folder ({exc})") from exc
+    cache_policy, alloc_policy = None, None
+    if caching is not None:
+        if result.get("caching") != caching:
+            raise ValueError(f"checkpoint: {folder} trained caching {result.get('caching')!r}, not {caching!r}")
+        from orchestrator.algos.ddqn import DDQN
+
+        learner = DDQN.load(folder / result["checkpoints"]["caching"])
+        cache_policy = LearnedCaching(lambda o, m: learner.act(o, m), layout, result.get("mem_bytes", {}), caching)
+    if allocation is not None:
+        if result.get("allocation") != allocation:
+            raise ValueError(
+                f"checkpoint: {folder} trained allocation {result.get('allocation')!r}, not {allocation!r}"
+            )
+        if allocation == "d3pg":
+            from orchestrator.algos.d3pg import D3PG as Actor
+        else:
+            from orchestrator.algos.ddpg import DDPG as Actor  # type: ignore[assignment]
+        actor = Actor.load(folder / result["checkpoints"]["allocation"])
+        alloc_policy = LearnedAllocation(lambda o: actor.act(o, deterministic=True), layout, allocation)
+    return cache_policy, alloc_policy

@@ -353,7 +353,7 @@ def simulate(
     if policies is None:
         policies = build_policies(
             policy.caching, policy.allocation, seed=policy.seed, fixed_steps=policy.fixed_steps,
-            step_candidates=policy.step_candidates,
+            step_candidates=policy.step_candidates, checkpoint=policy.checkpoint,
         )  # fmt: skip
     caching, allocation = policies
     episode = SimEpisode(requests, samplers, policy, settings)

@@ -1,0 +1,111 @@
+"""Policies trained in the simulator run unchanged in the live daemon: ``caching = "ddqn"``, ``allocation = "d3pg"``.
+
+A tiny T2DRL run (seconds) writes a checkpoint; a daemon with in-process simulated agents named like
+the simulator's (``edge-1``, ``edge-2``, ``cloud``) loads it, plans frames with the DDQN and places
+requests with the D3PG actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from node_agent.config import AgentConfig
+from node_agent.server import running_agent
+from orchestrator.config import OrchestratorConfig, PolicyConfig
+from orchestrator.daemon import running_daemon
+from orchestrator.daemon_client import OrchestratorClient
+from orchestrator.policies import build_policies
+from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
+from orchestrator.t2drl import train_t2drl
+
+HEARTBEAT_S = 0.2
+MODELS = ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")
+TINY = {
+    "requests": 300, "eval_episodes": 1, "eval_slots": 20, "max_steps": 16,
+    "allocation": {"learning_starts": 100, "batch_size": 32, "hidden": [16, 16], "critic_hidden": [16, 16]},
+    "caching": {"learning_starts": 4, "batch_size": 8, "hidden": [16, 16]},
+}  # fmt: skip
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout_s:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folder = tmp_path_factory.mktemp("t2drl")
+        train_t2drl("t2drl", folder, seed=4, time_budget_s=120, overrides=TINY)
+        return folder
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_learned_policies_load_by_name_and_refuse_mismatches(checkpoint) -> None:
+    caching, allocation = build_policies("ddqn", "d3pg", checkpoint=str(checkpoint))
+    assert isinstance(caching, LearnedCaching) and isinstance(allocation, LearnedAllocation)
+    assert allocation.layout.max_steps == 16 and allocation.layout.edges == ("edge-1", "edge-2")
+    with pytest.raises(ValueError, match="trained allocation 'd3pg', not 'ddpg'"):
+        build_policies("most-popular", "ddpg", checkpoint=str(checkpoint))
+    with pytest.raises(ValueError, match=r"checkpoint: .* is not an `edgetb train"):
+        build_policies("ddqn", "fixed-steps", checkpoint=str(checkpoint / "nope"))
+    with pytest.raises(ValueError, match="checkpoint: the learned policies ddqn need"):
+        PolicyConfig(caching="ddqn", allocation="fixed-steps")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, sim_profile_toml, checkpoint):
+    sim_profile = tmp_path_factory.mktemp("sim") / "sim.toml"
+    sim_profile.write_text(sim_profile_toml(max_mem_used_bytes=1_000_000_000))
+    with contextlib.ExitStack() as stack:
+        config = OrchestratorConfig.build(
+            listen="127.0.0.1:0", metrics_listen="", heartbeat_s=HEARTBEAT_S, run_dir=tmp_path_factory.mktemp("runs"),
+            policy={"caching": "ddqn", "allocation": "d3pg", "checkpoint": str(checkpoint), "slot_s": 0.2,
+                    "frame_slots": 3, "cache_models": 1, "cloud_agent": "cloud"},
+        )  # fmt: skip
+        daemon = stack.enter_context(running_daemon(config))
+        for name, delay_ms in (("edge-1", 0.0), ("edge-2", 0.0), ("cloud", 30.0)):
+            agent = AgentConfig(
+                name=name, listen="127.0.0.1:0", device="simulated", sim_profile=sim_profile, telemetry_hz=20.0,
+                intra_op_threads=1, orchestrator=daemon.daemon.address, heartbeat_s=HEARTBEAT_S,
+                emulated_delay_ms=delay_ms,
+            )  # fmt: skip
+            stack.enter_context(running_agent(agent))
+        client = stack.enter_context(OrchestratorClient(daemon.daemon.address, timeout_s=60))
+        names = {"edge-1", "edge-2", "cloud"}
+        wait_for(lambda: {a.name for a in client.status().agents if a.state == "up"} == names, what="agents up")
+        yield SimpleNamespace(daemon=daemon.daemon, client=client)
+
+
+def _loaded(client) -> dict[str, set[str]]:
+    return {a.name: set(a.loaded_models) for a in client.status().agents}
+
+
+def test_the_daemon_runs_the_trained_pair(cluster) -> None:
+    client = cluster.client
+    assert client.status().policies == ("caching:ddqn", "allocation:d3pg")
+    # every frame the DDQN plans one model per edge agent
+    wait_for(lambda: all(len(_loaded(client)[e]) == 1 for e in ("edge-1", "edge-2")), what="a DDQN plan applied")
+    for i, model in enumerate(MODELS * 2):
+        before = _loaded(client)
+        routed = client.submit(model, label=i % 10, seed=i, request_id=f"learned-{i}")
+        after = _loaded(client)
+        holders = {e for e in ("edge-1", "edge-2") if model in before[e] and model in after[e]}
+        maybe = {e for e in ("edge-1", "edge-2") if model in before[e] or model in after[e]}  # a frame turned over
+        assert routed.agent in holders | maybe | {"cloud"}, (routed.agent, before, after)
+        assert 1 <= routed.steps <= 16 and routed.steps_source == "policy"
+        assert routed.image.shape[-2:] == (8, 8)
+        # an edge loads only across a frame change (the cloud loads each model on its first request)
+        assert not routed.loaded_model or routed.agent in (maybe - holders) | {"cloud"}

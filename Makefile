@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo lint protos models bench clean
+.PHONY: venv test demo lint protos models policies bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,11 +34,17 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python scripts/train_models.py --out profiles
 
+# The shipped T2DRL policy (DDQN caching + D3PG allocation) trained in the simulator on the
+# x86-cpu profiles; `edgetb demo` runs it live (policy ddqn+d3pg).
+policies: $(STAMP)
+	$(BIN)/edgetb train --algo t2drl --seed 0 --out profiles/policies/t2drl --time-budget-s 900
+
 bench: $(STAMP)
 	$(BIN)/python bench/exec_ort_vs_torch.py
 	$(BIN)/python bench/rpc_overhead.py
 	$(BIN)/python bench/telemetry_overhead.py
 	$(BIN)/python bench/orchestrator_scale.py
+	$(BIN)/python bench/policy_latency.py --t2drl profiles/policies/t2drl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

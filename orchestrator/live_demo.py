@@ -39,11 +39,16 @@ from profiles.scenario import Scenario, load_scenario
 
 #: The policy combinations the demo runs, ``caching+allocation``, in order.
 POLICIES: tuple[str, ...] = (
+    "ddqn+d3pg",
+    "random+fixed-steps",
     "most-popular+fixed-steps",
     "lru+fixed-steps",
     "no-cache+fixed-steps",
-    "most-popular+greedy-latency",
 )
+#: The shipped T2DRL run (DDQN caching + D3PG allocation trained in the simulator on the x86-cpu
+#: profiles: ``make policies``) that learned policies load when no ``checkpoint`` is given.
+SHIPPED_POLICY = SHIPPED_MODELS.parent / "policies" / "t2drl"
+LEARNED = ("ddqn", "d3pg", "ddpg")
 #: Requests in flight at once per policy run.
 MAX_IN_FLIGHT = 16
 #: Extra time a request may take beyond its deadline before the client gives up, s.
@@ -250,12 +255,15 @@ def run_live_demo(
         sim_profile: device profile TOML for ``simulated``.
         models: model repository.
         max_in_flight: requests in flight at once.
-        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``).
+        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``,
+            ``ddpg``); None: the shipped ``SHIPPED_POLICY``.
         log: progress lines.
 
     Returns:
         The report (also written to ``out/report.json``).
     """
+    if checkpoint is None and any(part in LEARNED for name in policies for part in name.split("+")):
+        checkpoint = SHIPPED_POLICY
     sc = with_slot_s(load_scenario(scenario), slot_s)
     workload = Workload.from_scenario(sc, seed)
     requests = workload.requests(slots)

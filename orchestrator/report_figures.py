@@ -458,7 +458,7 @@ def fidelity_figure(source: Path, path: Path) -> Path:
 
 
 def draw_report(directory: Path, out: Path | None = None) -> list[Path]:
-    """Draw the figures of the profiles under ``directory`` (and of its ``fidelity.json``).
+    """Draw the figures of the profiles under ``directory`` (and of its ``fidelity.json``, and of T2DRL runs).
 
     Args:
         directory: a profiles folder (``profile-*.toml`` anywhere below it) or a run folder.
@@ -474,13 +474,18 @@ def draw_report(directory: Path, out: Path | None = None) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such directory")
+    from orchestrator.report_t2drl import draw_t2drl_report, find_runs
+
     profiles = find_profiles(directory)
     fidelity = directory / "fidelity.json"
-    if not profiles and not fidelity.is_file():
-        raise ValueError(f"{directory}: nothing to draw (no profile-*.toml under it, no fidelity.json in it)")
+    if not profiles and not fidelity.is_file() and not find_runs(directory):
+        raise ValueError(
+            f"{directory}: nothing to draw (no profile-*.toml under it, no fidelity.json in it, "
+            "no edgetb train --env t2drl result.json under it)"
+        )
     out = Path(out) if out is not None else directory / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = draw_t2drl_report(directory, out)
     if profiles:
         written += [
             quality_figure(profiles, out / "quality_vs_steps.png"),

@@ -52,7 +52,7 @@ ALGOS: dict[str, tuple[str, str]] = {
 """``--algo`` -> (caching learner, allocation learner)"""
 BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "lru+fixed-steps")
 EVAL_SEED = 2_000_003
-"""first workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
+"""base workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
 
 
 @dataclass
@@ -61,18 +61,20 @@ class T2DRLConfig:
 
     seed: int = 0
     """seed of the learners, the exploration and the training workloads"""
-    requests: int = 30_000
+    requests: int = 60_000
     """training requests (allocation steps) at most; ``train`` may stop earlier on its time budget"""
     updates_per_request: int = 1
-    """actor/critic updates per allocated request (after ``allocation.learning_starts``)"""
-    caching_updates_per_frame: int = 8
+    """actor/critic updates per update round (after ``allocation.learning_starts``)"""
+    allocation_train_every: int = 2
+    """allocated requests between the actor's update rounds"""
+    caching_updates_per_frame: int = 1
     """DDQN updates per frame (after ``caching.learning_starts`` frames)"""
     min_steps: int = 1
     """fewest denoising steps an allocation picks"""
     max_steps: int = 32
     """most denoising steps an allocation picks"""
     eval_episodes: int = 5
-    """held-out workloads (seeds ``EVAL_SEED + i``) every policy replays after training"""
+    """held-out workloads (``eval_seeds``) every policy replays after training"""
     eval_slots: int = 300
     """slots per held-out workload"""
     allocation: dict[str, Any] = field(
@@ -84,11 +86,11 @@ class T2DRLConfig:
     """overrides of the actor's ``Config`` (d3pg or ddpg); gamma 0: a request's utility is its own reward"""
     caching: dict[str, Any] = field(
         default_factory=lambda: {
-            "learning_starts": 50, "batch_size": 64, "gamma": 0.5, "hidden": (64, 64), "epsilon_decay_steps": 600,
+            "learning_starts": 50, "batch_size": 64, "gamma": 0.3, "hidden": (64, 64), "epsilon_decay_steps": 1_000,
             "target_update_every": 100, "lr": 1e-3,
         }
     )  # fmt: skip
-    """overrides of the DDQN ``Config``"""
+    """overrides of the DDQN ``Config``; gamma 0.3: a plan mostly pays off within its own frame"""
 
 
 def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):
@@ -189,7 +191,7 @@ def train(
             if pending is not None:
                 pending[2] += result.utility
                 pending[3] += 1
-            if requests > actor.cfg.learning_starts:
+            if requests > actor.cfg.learning_starts and requests % cfg.allocation_train_every == 0:
                 for _ in range(cfg.updates_per_request):
                     actor.update(a_buf.sample(actor.cfg.batch_size))
             out_of_time = time_budget_s is not None and time.perf_counter() - start >= time_budget_s
@@ -218,18 +220,22 @@ def _describe(record: dict) -> str:
     return f"frame {record['frame']}, request {record['requests']}: utility {util}, hit ratio {hits}"
 
 
+def eval_seeds(seed: int, episodes: int) -> list[int]:
+    """Workload seeds of the held-out evaluation of training seed ``seed``: ``EVAL_SEED + 1000 seed + i``."""
+    return [EVAL_SEED + 1000 * seed + i for i in range(episodes)]
+
+
 def evaluate(
-    backend: SimBackend, policies: dict[str, tuple[object, object]], episodes: int, slots: int
+    backend: SimBackend, policies: dict[str, tuple[object, object]], seeds: list[int], slots: int
 ) -> dict[str, dict[str, object]]:
-    """Replay ``episodes`` held-out workloads (seeds ``EVAL_SEED + i``, ``slots`` slots each) per policy pair.
+    """Replay the held-out workloads of ``seeds`` (``slots`` slots each) with every policy pair.
 
     Every pair sees the same requests and cluster seeds; the summary is over all their requests.
     """
     from orchestrator.workload import Workload
 
     results: dict[str, list] = {name: [] for name in policies}
-    for i in range(episodes):
-        seed = EVAL_SEED + i
+    for seed in seeds:
         requests = Workload.from_scenario(backend.scenario, seed).requests(slots)
         settings = dataclasses.replace(backend.settings, seed=seed)
         for name, pair in policies.items():
@@ -296,13 +302,14 @@ def train_t2drl(
         if learner is not None:
             learner.save(out / "caching.pt")
         pairs = {algo: learned_policies(algo, learner, actor, backend, cfg), **baseline_policies(backend)}
-        summaries = evaluate(backend, pairs, cfg.eval_episodes, cfg.eval_slots)
+        summaries = evaluate(backend, pairs, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots)
     finally:
         torch.set_num_threads(previous)
     result = {
         "algo": algo, "caching": ALGOS[algo][0], "allocation": ALGOS[algo][1], "scenario": backend.scenario.name,
         "device": device, "profiles": {m: s.profile.provenance.method for m, s in backend.samplers.items()},
-        "backend": "sim", "seed": seed, "eval_seed": EVAL_SEED, "eval_episodes": cfg.eval_episodes,
+        "backend": "sim", "seed": seed, "eval_seeds": eval_seeds(seed, cfg.eval_episodes),
+        "eval_episodes": cfg.eval_episodes,
         "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
         "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(backend.layout(cfg.min_steps, cfg.max_steps)),

@@ -14,7 +14,7 @@ from profiles.scenario import load_scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
 POLICY_FIELDS = ("utility", "mean_quality", "mean_latency_s", "p99_latency_s", "energy_j_per_request", "hit_ratio")
-TWO = ("most-popular+fixed-steps", "no-cache+fixed-steps")
+TWO = ("ddqn+d3pg", "no-cache+fixed-steps")  # the learned pair loads the shipped T2DRL checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,15 @@ def test_merge_stores_tags_rows(tmp_path: Path) -> None:
     db.close()
 
 
-def test_policies_are_known_combinations() -> None:
-    from orchestrator.policies import ALLOCATION, CACHING
+def test_policies_are_known_combinations_and_the_shipped_checkpoint_loads() -> None:
+    from orchestrator.live_demo import SHIPPED_POLICY
+    from orchestrator.policies import ALLOCATION, CACHING, LEARNED_ALLOCATION, LEARNED_CACHING, build_policies
 
     for name in POLICIES:
         caching, _, allocation = name.partition("+")
-        assert caching in CACHING and allocation in ALLOCATION
+        assert caching in (*CACHING, *LEARNED_CACHING) and allocation in (*ALLOCATION, *LEARNED_ALLOCATION)
+        cache, alloc = build_policies(caching, allocation, checkpoint=str(SHIPPED_POLICY))
+        assert cache is not None and alloc is not None
 
 
 def test_cli_agent_only_is_listed() -> None:
@@ -132,7 +135,7 @@ def test_policy_table_fits_80_columns(demo: tuple[Path, dict]) -> None:
     console = Console(width=80, record=True)
     console.print(policy_table(report))
     text = console.export_text()
-    assert "…" not in text and "most-popular" in text and "+fixed-steps" in text
+    assert "…" not in text and "ddqn" in text and "+d3pg" in text and "+fixed-steps" in text
 
 
 def test_power_timeline_plots_measured_power(tmp_path: Path) -> None:

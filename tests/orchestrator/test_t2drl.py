@@ -14,7 +14,7 @@ from orchestrator.algos.ddqn import Config as DDQNConfig
 from orchestrator.algos.ddqn import train as train_ddqn
 from orchestrator.cli_train import app
 from orchestrator.envs.t2drl import CachingEnv, SimBackend
-from orchestrator.t2drl import BASELINES, T2DRLConfig, evaluate, learned_policies, train, train_t2drl
+from orchestrator.t2drl import BASELINES, T2DRLConfig, eval_seeds, evaluate, learned_policies, train, train_t2drl
 
 TINY = {
     "requests": 400, "eval_episodes": 1, "eval_slots": 40,
@@ -53,7 +53,8 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
     # the restored pair replays the held-out workload exactly as the trained one scored it
     cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}})
     backend = SimBackend.from_scenario("t2drl", "x86-cpu")
-    again = evaluate(backend, {"t2drl": learned_policies("t2drl", learner, actor, backend, cfg)}, 1, 40)
+    pair = learned_policies("t2drl", learner, actor, backend, cfg)
+    again = evaluate(backend, {"t2drl": pair}, saved["eval_seeds"], 40)
     assert again["t2drl"]["utility"] == pytest.approx(saved["policies"]["t2drl"]["utility"])
 
 
@@ -74,7 +75,7 @@ def test_ddqn_learns_to_cache_the_popular_models(backend) -> None:
     )  # fmt: skip
     agent, _ = train_ddqn(cfg, env)
     pairs = learned_policies("t2drl", agent, _FixedActor(backend), backend, T2DRLConfig())
-    scores = evaluate(backend, {"ddqn": pairs} | _random(backend), 2, 60)
+    scores = evaluate(backend, {"ddqn": pairs} | _random(backend), eval_seeds(0, 2), 60)
     assert scores["ddqn"]["hit_ratio"] > scores["random+fixed-steps"]["hit_ratio"] + 0.1
     assert scores["ddqn"]["utility"] > scores["random+fixed-steps"]["utility"]
 

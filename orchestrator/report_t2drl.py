@@ -1,0 +1,152 @@
+"""Seed-averaged T2DRL results: a table (mean and 95 % interval over seeds) and learning curves.
+
+``edgetb report DIR`` calls :func:`draw_t2drl_report` when ``result.json`` files of ``edgetb train
+--env t2drl`` runs lie under ``DIR`` (one folder per algorithm and seed). Each run evaluated its
+learned policies and the heuristic baselines on the same held-out workloads of its seed, so the
+comparison is paired per seed; across seeds the table gives the mean and the Student-t 95 % interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.t2drl import ALGOS
+
+#: two-sided 97.5 % Student-t quantiles by degrees of freedom (n - 1), for the 95 % interval
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def find_runs(directory: Path) -> list[dict]:
+    """Every T2DRL ``result.json`` under ``directory`` (``algo`` one of ``ALGOS``), with its path."""
+    runs = []
+    for path in sorted(Path(directory).rglob("result.json")):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not readable JSON ({exc})") from exc
+        if isinstance(result, dict) and result.get("algo") in ALGOS and "policies" in result:
+            runs.append({**result, "path": str(path)})
+    return runs
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its Student-t 95 % interval (0 for one value)."""
+    x = np.asarray(values, np.float64)
+    if len(x) < 2:
+        return float(x.mean()), 0.0
+    t = T975.get(len(x) - 1, 1.96)
+    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def aggregate(runs: list[dict]) -> dict[str, dict[str, object]]:
+    """Per policy (learned variants by algo name, baselines by name): seeds and per-seed figures.
+
+    A baseline appears in every run; its figures per seed are taken once per seed.
+    """
+    table: dict[str, dict[int, dict]] = defaultdict(dict)
+    for run in runs:
+        seed = int(run["seed"])
+        for name, summary in run["policies"].items():
+            table[name].setdefault(seed, summary)
+    out: dict[str, dict[str, object]] = {}
+    for name, per_seed in table.items():
+        seeds = sorted(per_seed)
+        row: dict[str, object] = {"seeds": seeds}
+        for key in ("utility", "hit_ratio", "mean_latency_s", "mean_quality"):
+            values = [float(per_seed[s][key]) for s in seeds if per_seed[s].get(key) is not None]
+            row[key] = interval(values) if values else None
+        row["per_seed_utility"] = {s: float(per_seed[s]["utility"]) for s in seeds}
+        out[name] = row
+    return out
+
+
+def gain(rows: dict[str, dict[str, object]], ours: str, other: str) -> tuple[float, float] | None:
+    """Relative utility gain of ``ours`` over ``other``: mean and 95 % interval of the per-seed ratios - 1."""
+    a, b = rows.get(ours), rows.get(other)
+    if a is None or b is None:
+        return None
+    ua, ub = a["per_seed_utility"], b["per_seed_utility"]  # type: ignore[index]
+    seeds = sorted(set(ua) & set(ub))  # type: ignore[arg-type]
+    ratios = [ua[s] / ub[s] - 1.0 for s in seeds if ub[s] > 0]  # type: ignore[index]
+    return interval(ratios) if ratios else None
+
+
+def _fmt(value: object, scale: float = 1.0, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    mean, half = value  # type: ignore[misc]
+    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+
+
+def results_table(runs: list[dict], path: Path) -> Path:
+    """Markdown: every policy's utility, hit ratio, latency and quality (mean ± 95 % interval over seeds)."""
+    rows = aggregate(runs)
+    first = runs[0]
+    learned = [a for a in ALGOS if a in rows]
+    lines = [
+        "# T2DRL: seed-averaged results (simulator)",
+        "",
+        f"Scenario `{first['scenario']}` on `{first['device']}` profiles; per seed, every policy replays the same "
+        f"{first['eval_episodes']} held-out workloads of {first['eval_slots']} slots. Mean ± Student-t 95 % "
+        "interval over the seeds.",
+        "",
+        "| policy | seeds | utility per request | edge hit ratio | mean latency (ms) | mean quality |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in learned + sorted(n for n in rows if n not in learned):
+        row = rows[name]
+        lines.append(
+            f"| {name} | {len(row['seeds'])} | {_fmt(row['utility'])} | {_fmt(row['hit_ratio'], digits=3)} | "  # type: ignore[arg-type]
+            f"{_fmt(row['mean_latency_s'], 1e3, 1)} | {_fmt(row['mean_quality'], digits=3)} |"
+        )
+    if "t2drl" in rows:
+        lines += ["", "Utility gain of t2drl (per-seed ratio − 1, mean ± 95 % interval):", ""]
+        for other in [n for n in rows if n != "t2drl"]:
+            g = gain(rows, "t2drl", other)
+            if g is not None:
+                lines.append(f"- over {other}: {g[0] * 100:+.2f} % ± {g[1] * 100:.2f} %")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def curves_figure(runs: list[dict], path: Path) -> Path:
+    """Training curves: utility and hit ratio per training request, mean over seeds (band: min–max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    by_algo: dict[str, list[list[dict]]] = defaultdict(list)
+    for run in runs:
+        by_algo[run["algo"]].append([r for r in run["curve"] if r.get("utility") is not None])
+    for algo, curves in sorted(by_algo.items()):
+        length = min(len(c) for c in curves)
+        if length == 0:
+            continue
+        x = np.mean([[r["requests"] for r in c[:length]] for c in curves], axis=0)
+        for ax, key in zip(axes, ("utility", "hit_ratio"), strict=True):
+            y = np.array([[r[key] for r in c[:length]] for c in curves], np.float64)
+            (line,) = ax.plot(x, y.mean(axis=0), label=f"{algo} ({len(curves)} seeds)")
+            ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.2)
+    axes[0].set(xlabel="training requests", ylabel="utility per request (training, incl. exploration)")
+    axes[1].set(xlabel="training requests", ylabel="edge hit ratio (training)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle("T2DRL training curves in the simulator: mean over seeds, band min–max")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_t2drl_report(directory: Path, out: Path) -> list[Path]:
+    """``t2drl_results.md`` and ``t2drl_curves.png`` for the runs under ``directory``; [] when there are none."""
+    runs = find_runs(directory)
+    if not runs:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    return [results_table(runs, out / "t2drl_results.md"), curves_figure(runs, out / "t2drl_curves.png")]

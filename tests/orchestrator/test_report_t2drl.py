@@ -1,0 +1,66 @@
+"""The seed-averaged T2DRL report: interval arithmetic, pairing per seed, files from ``edgetb report``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.report_t2drl import aggregate, find_runs, gain, interval
+
+
+def _summary(utility: float, hit: float = 0.5) -> dict:
+    return {"utility": utility, "hit_ratio": hit, "mean_latency_s": 0.1, "mean_quality": 0.95, "requests": 10}
+
+
+def _write_runs(root, utilities: dict[str, list[float]], baseline: list[float]) -> None:
+    for algo, values in utilities.items():
+        for seed, u in enumerate(values):
+            folder = root / f"{algo}-s{seed}"
+            folder.mkdir(parents=True)
+            curve = [
+                {"requests": 100 * i, "frame": i, "utility": u - 0.1 / (i + 1), "hit_ratio": 0.5} for i in range(4)
+            ]
+            result = {
+                "algo": algo, "seed": seed, "scenario": "t2drl", "device": "x86-cpu", "eval_episodes": 2,
+                "eval_slots": 30, "curve": curve,
+                "policies": {algo: _summary(u), "random+fixed-steps": _summary(baseline[seed], 0.3)},
+            }  # fmt: skip
+            (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_interval_is_the_student_t_half_width() -> None:
+    mean, half = interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3.0 and half == pytest.approx(2.776 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
+    assert interval([0.7]) == (0.7, 0.0)
+
+
+def test_aggregate_pairs_seeds_and_takes_each_baseline_once_per_seed(tmp_path) -> None:
+    _write_runs(tmp_path, {"t2drl": [0.9, 0.8], "ddqn+ddpg": [0.85, 0.7]}, baseline=[0.75, 0.5])
+    (tmp_path / "not-a-run").mkdir()
+    (tmp_path / "not-a-run" / "result.json").write_text(json.dumps({"env": "waterfill", "algo": "d3pg"}))
+    runs = find_runs(tmp_path)
+    assert sorted((r["algo"], r["seed"]) for r in runs) == [
+        ("ddqn+ddpg", 0),
+        ("ddqn+ddpg", 1),
+        ("t2drl", 0),
+        ("t2drl", 1),
+    ]
+    rows = aggregate(runs)
+    assert rows["random+fixed-steps"]["seeds"] == [0, 1] and rows["random+fixed-steps"]["utility"][0] == 0.625
+    assert rows["t2drl"]["utility"][0] == pytest.approx(0.85)
+    ratios = [0.9 / 0.75 - 1, 0.8 / 0.5 - 1]
+    assert gain(rows, "t2drl", "random+fixed-steps") == pytest.approx(interval(ratios))
+    assert gain(rows, "t2drl", "nope") is None
+
+
+def test_edgetb_report_writes_the_table_and_curves(tmp_path) -> None:
+    _write_runs(tmp_path / "runs", {"t2drl": [0.9, 0.8, 0.85]}, baseline=[0.7, 0.7, 0.7])
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "fig" / "t2drl_results.md").read_text()
+    assert "| t2drl | 3 | 0.8500 ± " in table and "over random+fixed-steps: +21.43 %" in table
+    assert (tmp_path / "fig" / "t2drl_curves.png").stat().st_size > 5000

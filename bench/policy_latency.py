@@ -78,10 +78,10 @@ def main() -> None:
     cache_obs = observations(CachingEnv(backend), 200)
     mask = np.ones(len(cache_configs(layout)), bool)
 
-    trained = "fresh networks (trainer defaults)"
+    trained = "all rows: fresh networks of the trainer's sizes"
     if args.t2drl is not None:
         caching, allocation = load_trained(args.t2drl, "ddqn", "d3pg")
-        trained = f"trained: {args.t2drl}"
+        trained = f"allocate()/plan() rows: trained {args.t2drl}; the other rows: fresh networks of its sizes"
     else:
         caching, allocation = None, None
     sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.allocation.items()}

@@ -109,7 +109,8 @@ def test_affine_recovers_random_lines(a: float, b: float, x: list[int]) -> None:
     scale = 1.0 + abs(a) + abs(b) * xs.max()
     assert fit.a == pytest.approx(a, abs=1e-9 * scale)
     assert fit.b == pytest.approx(b, abs=1e-9 * scale)
-    assert fit.r2 == pytest.approx(1.0, abs=1e-9)
+    if abs(b) * np.ptp(xs) > 1e-6 * scale:  # a line that varies beyond float rounding of its values: R² = 1
+        assert fit.r2 == pytest.approx(1.0, abs=1e-9)
 
 
 def test_affine_refuses_bad_input() -> None:

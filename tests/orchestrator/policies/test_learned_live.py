@@ -24,7 +24,7 @@ from orchestrator.policies import build_policies
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.t2drl import train_t2drl
 
-HEARTBEAT_S = 0.2
+HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, the full suite loads the 2 cores
 MODELS = ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")
 TINY = {
     "requests": 300, "eval_episodes": 1, "eval_slots": 20, "max_steps": 16,

@@ -31,6 +31,9 @@ def demo(
     checkpoint: Annotated[
         Path | None, typer.Option(help="edgetb train --env t2drl run folder for ddqn / d3pg / ddpg policies")
     ] = None,
+    fine_tune: Annotated[
+        bool, typer.Option("--fine-tune", help="learned policies keep learning live (tuned copy in the run folder)")
+    ] = False,
 ) -> None:
     """Run every policy live on a local cluster with the scenario's seeded workload; report, figures, table.
 
@@ -49,7 +52,8 @@ def demo(
     try:
         report = run_live_demo(
             out, scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=chosen, device=device,
-            sim_profile=sim_profile, checkpoint=checkpoint, log=lambda line: console.print(f"[dim]{line}[/dim]"),
+            sim_profile=sim_profile, checkpoint=checkpoint, fine_tune=fine_tune,
+            log=lambda line: console.print(f"[dim]{line}[/dim]"),
         )  # fmt: skip
     except (ValueError, ClusterError) as exc:
         console.print(f"[red]edgetb demo: {exc}[/red]")

@@ -126,6 +126,8 @@ class PolicyConfig(BaseModel):
         model_rank: models in preferred order; breaks ties of popularity (then the name).
         checkpoint: folder of an ``edgetb train --env t2drl`` run (``result.json``, ``caching.pt``,
             ``allocation.pt``) whose learners the ``ddqn`` / ``d3pg`` / ``ddpg`` policies run.
+        fine_tune: the learned policies keep learning from the live rewards (exploring a little); the
+            tuned learners are written next to the run's store as ``<run id>-tuned/`` when the daemon stops.
         scenario: a scenario name or TOML file (``profiles/scenarios``); settings not given here
             come from it: ``w_latency``/``w_energy`` (``[utility]``), ``slot_s``/``frame_slots``
             (``[timing]``), ``cache_models`` (``[cluster]``), ``model_rank`` (``[models]`` rank).
@@ -149,12 +151,15 @@ class PolicyConfig(BaseModel):
     model_rank: tuple[str, ...] = Field((), max_length=10_000)
     scenario: str = ""
     checkpoint: str = ""
+    fine_tune: bool = False
 
     @model_validator(mode="after")
     def _learned_needs_checkpoint(self) -> PolicyConfig:
         learned = [n for n in (self.caching, self.allocation) if n in ("ddqn", "d3pg", "ddpg")]
         if learned and not self.checkpoint:
             raise ValueError(f"checkpoint: the learned policies {', '.join(learned)} need a trained run folder")
+        if self.fine_tune and not learned:
+            raise ValueError("fine_tune: only learned policies (ddqn, d3pg, ddpg) can be fine-tuned")
         return self
 
     @model_validator(mode="before")

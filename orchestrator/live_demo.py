@@ -240,6 +240,7 @@ def run_live_demo(
     models: Path = SHIPPED_MODELS,
     max_in_flight: int = MAX_IN_FLIGHT,
     checkpoint: Path | None = None,
+    fine_tune: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, object]:
     """Run every policy combination live on the same seeded workload; write the report and figures.
@@ -257,6 +258,8 @@ def run_live_demo(
         max_in_flight: requests in flight at once.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``,
             ``ddpg``); None: the shipped ``SHIPPED_POLICY``.
+        fine_tune: learned policies keep learning from the live rewards; each run writes its tuned
+            learners to ``runs/<policy>/<run id>-tuned/``.
         log: progress lines.
 
     Returns:
@@ -289,6 +292,7 @@ def run_live_demo(
                 "caching": caching, "allocation": allocation, "scenario": scenario_ref,
                 "slot_s": sc.timing.slot_s, "cloud_agent": CLOUD,
                 **({"checkpoint": str(Path(checkpoint).resolve())} if checkpoint is not None else {}),
+                **({"fine_tune": True} if fine_tune and any(p in LEARNED for p in (caching, allocation)) else {}),
             },
             models=models, device=device, sim_profile=sim_profile, cloud_delay_ms=hints.cloud_delay_ms,
             run_dir=run_dir,

@@ -87,8 +87,9 @@ class PolicyLoop:
         self.allocation: AllocationPolicy | None
         self.caching, self.allocation = build_policies(
             config.caching, config.allocation, seed=config.seed, fixed_steps=config.fixed_steps,
-            step_candidates=config.step_candidates, checkpoint=config.checkpoint,
+            step_candidates=config.step_candidates, checkpoint=config.checkpoint, fine_tune=config.fine_tune,
         )  # fmt: skip
+        self._frame_utility = [0.0, 0]  # sum and count of the rewards of the running frame (fine-tuning)
         self.measured = MeasuredTable(config.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()
         self.requests_total: Counter[str] = Counter()
@@ -132,6 +133,15 @@ class PolicyLoop:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.config.fine_tune:
+            from orchestrator.policies.drl import save_tuned
+
+            folder = self.store.path.with_name(f"{self.store.path.stem}-tuned")
+            try:
+                if save_tuned(folder, self.config.checkpoint, self.caching, self.allocation) is not None:  # type: ignore[arg-type]
+                    log.info("policy loop: fine-tuned policies written to %s", folder)
+            except Exception:  # a failed save must not stop the shutdown
+                log.exception("policy loop: writing the fine-tuned policies to %s failed", folder)
 
     # --- the view -------------------------------------------------------------------------------
 
@@ -211,6 +221,11 @@ class PolicyLoop:
         self.store.put("rewards", (time.time(), policy, None, reward, json.dumps(detail)))
         if reward is not None:
             self.metrics.utility.labels(policy).observe(reward)
+            self._frame_utility[0] += reward
+            self._frame_utility[1] += 1
+            learn = getattr(self.allocation, "learn", None)
+            if learn is not None and self.config.fine_tune:
+                learn(spec.request_id, reward)
         latency = None if routed.loaded_model else routed.latency_s  # a model load is not the steady latency
         self.measured.update(routed.agent, routed.model, routed.steps, latency, routed.energy_j, quality)
         return replace(routed, quality=quality)
@@ -254,6 +269,11 @@ class PolicyLoop:
         """Ask the caching policy for a plan and apply it to the up edge agents."""
         if self.caching is None:
             return
+        total, count = self._frame_utility
+        self._frame_utility = [0.0, 0]
+        learn = getattr(self.caching, "learn", None)
+        if learn is not None and self.config.fine_tune and count:
+            learn(total / count)
         t0_s = time.perf_counter()
         try:
             plan = self.caching.plan(self.view())

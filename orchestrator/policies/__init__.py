@@ -29,18 +29,19 @@ def build_policies(
     fixed_steps: int = 8,
     step_candidates: tuple[int, ...] = (4, 8),
     checkpoint: str = "",
+    fine_tune: bool = False,
 ) -> tuple[CachingPolicy | None, AllocationPolicy | None]:
     """The policies named by a ``[policy]`` table (``none`` / ``router``: None), the same for live and sim runs.
 
     ``ddqn`` (caching) and ``d3pg`` / ``ddpg`` (allocation) are learners trained by ``edgetb train
-    --env t2drl``, loaded from the run folder ``checkpoint`` (needs torch).
+    --env t2drl``, loaded from the run folder ``checkpoint`` (needs torch); ``fine_tune``: they keep learning.
     """
     learned = None
     if caching in LEARNED_CACHING or allocation in LEARNED_ALLOCATION:
         from orchestrator.policies.drl import load_trained
 
         learned = load_trained(checkpoint, caching if caching in LEARNED_CACHING else None,
-                               allocation if allocation in LEARNED_ALLOCATION else None)  # fmt: skip
+                               allocation if allocation in LEARNED_ALLOCATION else None, fine_tune)  # fmt: skip
     cache: CachingPolicy | None = None
     if caching == "random":
         cache = RandomCaching(seed)

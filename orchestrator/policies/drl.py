@@ -3,16 +3,27 @@
 They implement the same ``CachingPolicy`` / ``AllocationPolicy`` interfaces as the heuristics and read
 only the ``ClusterView`` (features: :mod:`orchestrator.envs.features`), so the policy loop of the live
 daemon and the simulator (:func:`orchestrator.sim.cluster.simulate`) run them unchanged.
+
+Live fine-tuning (``[policy] fine_tune = true``): the policies keep learning from what the live
+cluster measures. The allocation policy remembers the observation and (exploring) action of each
+request it placed; the policy loop hands back the request's utility (``learn``), which becomes a
+one-step transition in a bounded replay buffer, and the actor takes a gradient step every
+``train_every`` rewards once a batch is there. The caching policy gets the mean utility of each
+ended frame before it plans the next (``learn``) and stores the (plan, reward, next state)
+transition for its DDQN the same way. ``save`` writes the tuned learners as a new run folder.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from orchestrator.algos.replay import ReplayBuffer
 from orchestrator.envs.features import (
     Layout,
     allocation_observation,
@@ -23,30 +34,89 @@ from orchestrator.envs.features import (
 )
 from orchestrator.policies.base import Allocation, ClusterView, RequestInfo
 
+TUNING_CAPACITY = 20_000
+"""replay capacity of live fine-tuning, transitions"""
+TUNING_EPSILON = 0.05
+"""the DDQN's exploration probability while fine-tuning live"""
+
+
+class Tuning:
+    """A loaded learner that keeps learning online: a bounded replay buffer and an update schedule.
+
+    Args:
+        learner: the DDQN, D3PG or DDPG agent (``update(batch)``, ``cfg.batch_size``).
+        buffer: its replay buffer (bounded).
+        train_every: rewards between updates.
+        max_pending: decisions waiting for their reward at most (older ones are dropped and counted).
+    """
+
+    def __init__(self, learner, buffer: ReplayBuffer, train_every: int = 1, max_pending: int = 1_000) -> None:
+        self.learner = learner
+        self.buffer = buffer
+        self.train_every = train_every
+        self.max_pending = max_pending
+        self.pending: OrderedDict[object, tuple[np.ndarray, object]] = OrderedDict()
+        self.rewards = 0
+        self.dropped = 0  # decisions whose reward never came before max_pending newer ones
+
+    def remember(self, key: object, obs: np.ndarray, action: object) -> None:
+        self.pending[key] = (obs, action)
+        while len(self.pending) > self.max_pending:
+            self.pending.popitem(last=False)
+            self.dropped += 1
+
+    def add(self, key: object, reward: float, next_obs: np.ndarray | None = None, next_mask=None, done=True) -> bool:
+        """Store the transition of decision ``key`` and take the scheduled update; False if ``key`` is unknown."""
+        entry = self.pending.pop(key, None)
+        if entry is None:
+            return False
+        obs, action = entry
+        self.buffer.add(obs, action, reward, obs if next_obs is None else next_obs, done, next_mask)
+        self.rewards += 1
+        self.learner.env_steps += 1
+        if len(self.buffer) >= self.learner.cfg.batch_size and self.rewards % self.train_every == 0:
+            self.learner.update(self.buffer.sample(self.learner.cfg.batch_size))
+        return True
+
 
 class LearnedCaching:
     """Caching by a discrete learner: ``act(obs, mask) -> index`` into :func:`cache_configs`.
 
     Args:
-        act: the learner's greedy action (e.g. ``lambda o, m: ddqn.act(o, m)``).
+        act: the learner's action (e.g. ``lambda o, m: ddqn.act(o, m)``; greedy unless tuning explores).
         layout: models and agents the features are laid out by.
         mem_bytes: model -> memory it takes loaded, bytes (masks plans that do not fit; {}: none masked).
         name: the policy's name in reports.
+        tuning: online learning (``learn`` before each plan), or None.
     """
 
     def __init__(
         self, act: Callable[[np.ndarray, np.ndarray], int], layout: Layout, mem_bytes: dict[str, int] | None = None,
-        name: str = "ddqn",
+        name: str = "ddqn", tuning: Tuning | None = None,
     ) -> None:  # fmt: skip
         self.act = act
         self.layout = layout
         self.mem_bytes = mem_bytes or {}
         self.configs = cache_configs(layout)
         self.name = name
+        self.tuning = tuning
+        self._frame = 0
+        self._reward: float | None = None
+
+    def learn(self, frame_utility: float) -> None:
+        """The mean utility of the frame the last plan ran; stored as its reward at the next plan."""
+        self._reward = frame_utility
 
     def plan(self, view: ClusterView) -> dict[str, frozenset[str]]:
         obs = caching_observation(view, self.layout)
-        index = int(self.act(obs, caching_mask(view, self.layout, self.configs, self.mem_bytes)))
+        mask = caching_mask(view, self.layout, self.configs, self.mem_bytes)
+        if self.tuning is not None and self._reward is not None:
+            self.tuning.add(self._frame, self._reward, obs, mask, done=False)
+        self._reward = None
+        index = int(self.act(obs, mask))
+        if self.tuning is not None:
+            self._frame += 1
+            self.tuning.remember(self._frame, obs, index)
         return dict(self.configs[index])
 
 
@@ -54,18 +124,29 @@ class LearnedAllocation:
     """Allocation by a continuous actor: ``act(obs) -> action`` in [-1, 1] (see ``decode_allocation``).
 
     Args:
-        act: the actor's deterministic action for one observation.
+        act: the actor's action for one observation (deterministic unless tuning explores).
         layout: models, agents and step range the features and actions are laid out by.
         name: the policy's name in reports.
+        tuning: online learning from each request's utility (``learn``), or None.
     """
 
-    def __init__(self, act: Callable[[np.ndarray], np.ndarray], layout: Layout, name: str = "d3pg") -> None:
+    def __init__(
+        self, act: Callable[[np.ndarray], np.ndarray], layout: Layout, name: str = "d3pg", tuning: Tuning | None = None
+    ) -> None:
         self.act = act
         self.layout = layout
         self.name = name
+        self.tuning = tuning
+
+    def learn(self, request_id: str, utility: float) -> bool:
+        """The served request's utility: a transition for the actor; False if the request is not ours."""
+        return self.tuning is not None and self.tuning.add(request_id, utility)
 
     def allocate(self, view: ClusterView, request: RequestInfo) -> Allocation:
-        action = self.act(allocation_observation(view, request, self.layout))
+        obs = allocation_observation(view, request, self.layout)
+        action = self.act(obs)
+        if self.tuning is not None:
+            self.tuning.remember(request.request_id, obs, np.asarray(action, np.float32))
         agent, steps = decode_allocation(action, view, request, self.layout)
         if request.steps is not None:
             steps = request.steps
@@ -73,7 +154,7 @@ class LearnedAllocation:
 
 
 def load_trained(
-    checkpoint: str | Path, caching: str | None, allocation: str | None
+    checkpoint: str | Path, caching: str | None, allocation: str | None, fine_tune: bool = False
 ) -> tuple[LearnedCaching | None, LearnedAllocation | None]:
     """The learned policies of an ``edgetb train --env t2drl`` run folder (needs torch).
 
@@ -81,6 +162,7 @@ def load_trained(
         checkpoint: the run folder (``result.json`` with the feature layout, ``caching.pt``, ``allocation.pt``).
         caching: the caching learner wanted (``ddqn``), or None.
         allocation: the allocation learner wanted (``d3pg`` / ``ddpg``), or None.
+        fine_tune: keep learning online (exploring: the actor's own noise, epsilon 0.05 for the DDQN).
 
     Raises:
         ValueError: the folder is not such a run, or it trained other learners (the message names the field).
@@ -98,7 +180,13 @@ def load_trained(
         from orchestrator.algos.ddqn import DDQN
 
         learner = DDQN.load(folder / result["checkpoints"]["caching"])
-        cache_policy = LearnedCaching(lambda o, m: learner.act(o, m), layout, result.get("mem_bytes", {}), caching)
+        tuning, epsilon = None, 0.0
+        if fine_tune:
+            buffer = ReplayBuffer(layout.caching_obs_dim, 0, TUNING_CAPACITY, n_actions=learner.n_actions)
+            tuning, epsilon = Tuning(learner, buffer), TUNING_EPSILON
+        cache_policy = LearnedCaching(
+            lambda o, m: learner.act(o, m, epsilon=epsilon), layout, result.get("mem_bytes", {}), caching, tuning
+        )
     if allocation is not None:
         if result.get("allocation") != allocation:
             raise ValueError(
@@ -109,5 +197,40 @@ def load_trained(
         else:
             from orchestrator.algos.ddpg import DDPG as Actor  # type: ignore[assignment]
         actor = Actor.load(folder / result["checkpoints"]["allocation"])
-        alloc_policy = LearnedAllocation(lambda o: actor.act(o, deterministic=True), layout, allocation)
+        tuning = None
+        if fine_tune:
+            buffer = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, TUNING_CAPACITY)
+            tuning = Tuning(actor, buffer)
+        alloc_policy = LearnedAllocation(
+            lambda o: actor.act(o, deterministic=not fine_tune), layout, allocation, tuning
+        )
     return cache_policy, alloc_policy
+
+
+def save_tuned(
+    folder: str | Path, source: str | Path, caching: LearnedCaching | None, allocation: LearnedAllocation | None
+) -> Path | None:
+    """Write the fine-tuned learners as a run folder (``source``'s ``result.json`` marked ``fine_tuned``).
+
+    Returns:
+        The folder, or None when neither policy was tuned.
+    """
+    tuned = [(p, name) for p, name in ((caching, "caching"), (allocation, "allocation")) if p and p.tuning]
+    if not tuned:
+        return None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = json.loads((Path(source) / "result.json").read_text())
+    for policy, name in tuned:
+        policy.tuning.learner.save(folder / result["checkpoints"][name])  # type: ignore[union-attr]
+        result.setdefault("fine_tuned", {})[name] = {
+            "from": str(source),
+            "rewards": policy.tuning.rewards,
+            "dropped": policy.tuning.dropped,  # type: ignore[union-attr]
+            "updates": policy.tuning.learner.updates,  # type: ignore[union-attr]
+        }
+    for name in ("caching", "allocation"):  # an untuned learner travels unchanged
+        if name in result["checkpoints"] and not (folder / result["checkpoints"][name]).exists():
+            shutil.copy2(Path(source) / result["checkpoints"][name], folder / result["checkpoints"][name])
+    (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return folder

@@ -12,7 +12,7 @@ so guided combinations can be checked by hand.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +327,15 @@ def synthetic_profile(
 def synthetic_profile_fixture() -> Callable[..., Any]:
     """:func:`synthetic_profile`: a model profile with known latency, energy and quality."""
     return synthetic_profile
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread during the test, as training runs use (small networks run several times slower
+    with two threads on a busy 2-core box); the previous setting is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

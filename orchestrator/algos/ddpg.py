@@ -10,7 +10,6 @@ Read top to bottom: ``Config``, the networks, ``DDPG`` (``act``, ``update``, che
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.algos.replay import Batch, ReplayBuffer, as_batch, mlp, seed_everything, soft_update
+from orchestrator.algos.loop import run_continuous
+from orchestrator.algos.replay import Batch, as_batch, mlp, seed_everything, soft_update
 
 
 @dataclass
@@ -199,38 +199,8 @@ def train(
         ``episode_return`` of the episodes ended since the previous record, and the callback's fields.
     """
     seed_everything(cfg.seed)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
-    agent = DDPG(obs_dim, act_dim, cfg)
-    buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, seed=cfg.seed)
-    obs, _ = env.reset(seed=cfg.seed)
-    start, history, returns, episode_return = time.perf_counter(), [], [], 0.0
-    for step in range(1, cfg.total_steps + 1):
-        if step <= cfg.learning_starts:
-            action = np.random.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-        else:
-            action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(low + (action + 1.0) * (high - low) / 2.0)
-        buffer.add(obs, action, reward, next_obs, terminated)
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            obs, episode_return = env.reset()[0], 0.0
-        else:
-            obs = next_obs
-        if step > cfg.learning_starts:
-            for _ in range(cfg.updates_per_step):
-                agent.update(buffer.sample(cfg.batch_size))
-        agent.env_steps = step
-        wall_s = time.perf_counter() - start
-        out_of_time = time_budget_s is not None and wall_s >= time_budget_s
-        if step % callback_every == 0 or out_of_time or step == cfg.total_steps:
-            record = {"step": step, "wall_s": wall_s, "updates": agent.updates}
-            record["episode_return"] = float(np.mean(returns)) if returns else None
-            returns = []
-            if callback is not None:
-                record.update(callback(step, agent) or {})
-            history.append(record)
-        if out_of_time:
-            break
+    agent = DDPG(env.observation_space.shape[0], env.action_space.shape[0], cfg)
+    history = run_continuous(
+        agent, cfg, env, time_budget_s=time_budget_s, callback=callback, callback_every=callback_every
+    )
     return agent, history

@@ -1,7 +1,7 @@
 """Tiny environments with known optima for the learners' tests.
 
 Fixtures:
-    one_torch_thread (autouse): torch runs on one intra-op thread during each test.
+    _one_thread (autouse): torch runs on one intra-op thread during each test (``one_torch_thread``).
     chain_env: ``chain_env(**kwargs) -> ChainEnv``: a 5-state corridor, Discrete(3) actions, masks.
     target_env: ``target_env(**kwargs) -> TargetEnv``: a one-step continuous problem, optimum a* = A s.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
 
@@ -72,12 +71,9 @@ class TargetEnv(gym.Env):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread, as training runs use: small networks run several times slower with two on a busy box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
+    """Every learner test runs on one torch thread (``one_torch_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

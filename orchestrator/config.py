@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -156,10 +157,21 @@ class PolicyConfig(BaseModel):
     @model_validator(mode="after")
     def _learned_needs_checkpoint(self) -> PolicyConfig:
         learned = [n for n in (self.caching, self.allocation) if n in ("ddqn", "d3pg", "ddpg")]
-        if learned and not self.checkpoint:
-            raise ValueError(f"checkpoint: the learned policies {', '.join(learned)} need a trained run folder")
         if self.fine_tune and not learned:
             raise ValueError("fine_tune: only learned policies (ddqn, d3pg, ddpg) can be fine-tuned")
+        if not learned:
+            return self
+        if not self.checkpoint:
+            raise ValueError(f"checkpoint: the learned policies {', '.join(learned)} need a trained run folder")
+        try:  # the run's own record of what it trained (the networks load when the daemon starts)
+            trained = json.loads((Path(self.checkpoint) / "result.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"checkpoint: {self.checkpoint} is not an `edgetb train --env t2drl` run folder ({exc})"
+            ) from exc
+        for kind, name in (("caching", self.caching), ("allocation", self.allocation)):
+            if name in learned and trained.get(kind) != name:
+                raise ValueError(f"checkpoint: {self.checkpoint} trained {kind} {trained.get(kind)!r}, not {name!r}")
         return self
 
     @model_validator(mode="before")

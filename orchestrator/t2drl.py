@@ -83,7 +83,8 @@ class T2DRLConfig:
             "exploration_noise": 0.2, "actor_lr": 3e-4, "critic_lr": 1e-3,
         }
     )  # fmt: skip
-    """overrides of the actor's ``Config`` (d3pg or ddpg); gamma 0: a request's utility is its own reward"""
+    """overrides of the actor's ``Config`` (d3pg or ddpg); its transitions are one-step (a request's utility is
+    its own reward, stored as terminal), so its gamma does not matter"""
     caching: dict[str, Any] = field(
         default_factory=lambda: {
             "learning_starts": 50, "batch_size": 64, "gamma": 0.3, "hidden": (64, 64), "epsilon_decay_steps": 1_000,

@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -156,7 +158,7 @@ class PolicyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _learned_needs_checkpoint(self) -> PolicyConfig:
-        learned = [n for n in (self.caching, self.allocation) if n in ("ddqn", "d3pg", "ddpg")]
+        learned = [n for n in (self.caching, self.allocation) if n in (*LEARNED_CACHING, *LEARNED_ALLOCATION)]
         if self.fine_tune and not learned:
             raise ValueError("fine_tune: only learned policies (ddqn, d3pg, ddpg) can be fine-tuned")
         if not learned:

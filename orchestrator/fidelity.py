@@ -21,7 +21,6 @@ from pathlib import Path
 from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
 from orchestrator.live_demo import RequestResult, run_live_demo, summarize, with_slot_s
-from orchestrator.policies import build_policies
 from orchestrator.sim.cluster import SimSettings, simulate
 from orchestrator.sim.estimate import power_under_load_w
 from orchestrator.sim.sampler import ModelSampler
@@ -106,13 +105,12 @@ def run_fidelity(
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
     configs = {}
-    for name in policies:  # validated (and learned policies loaded once) before any live run
+    for name in policies:  # validated (a learned policy's checkpoint too) before any live run
         caching, _, allocation = name.partition("+")
         configs[name] = PolicyConfig(
             caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s, cloud_agent=CLOUD,
             checkpoint=str(checkpoint or ""),
         )  # fmt: skip
-        build_policies(caching, allocation, checkpoint=configs[name].checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     live_report: dict[str, object] = {}
     if live:

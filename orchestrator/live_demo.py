@@ -33,6 +33,7 @@ import numpy as np
 
 from orchestrator.cluster import CLOUD, SHIPPED_MODELS, LocalCluster
 from orchestrator.daemon_client import OrchestratorClient
+from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
 from orchestrator.utility import request_utility
 from orchestrator.workload import Workload, WorkloadRequest
 from profiles.scenario import Scenario, load_scenario
@@ -48,7 +49,7 @@ POLICIES: tuple[str, ...] = (
 #: The shipped T2DRL run (DDQN caching + D3PG allocation trained in the simulator on the x86-cpu
 #: profiles: ``make policies``) that learned policies load when no ``checkpoint`` is given.
 SHIPPED_POLICY = SHIPPED_MODELS.parent / "policies" / "t2drl"
-LEARNED = ("ddqn", "d3pg", "ddpg")
+LEARNED = (*LEARNED_CACHING, *LEARNED_ALLOCATION)
 #: Requests in flight at once per policy run.
 MAX_IN_FLIGHT = 16
 #: Extra time a request may take beyond its deadline before the client gives up, s.

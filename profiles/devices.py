@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from profiles.scenario import describe
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -342,28 +344,3 @@ def throughput_ratio(source: DeviceProfile, target: DeviceProfile) -> float:
     Returns ``target.fp32_gflops / source.fp32_gflops``. Label whatever it scales as estimated.
     """
     return target.fp32_gflops / source.fp32_gflops
-
-
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-
-
-def describe(exc: ValidationError) -> str:
-    """One line per error, ``field.path: message (got value)``, joined by ``; ``."""
-    lines = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] in _BOUNDS:
-            bound = next(iter(error["ctx"].values()))
-            message = f"must be {_BOUNDS[error['type']]} {bound:g}" if isinstance(bound, (int, float)) else message
-        elif error["type"] == "extra_forbidden":
-            message = "unknown field"
-        if not error["loc"]:  # a check across fields: its message starts with the field
-            lines.append(message)
-            continue
-        where = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "missing":
-            lines.append(f"{where}: missing")
-            continue
-        got = repr(error.get("input"))
-        lines.append(f"{where}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})")
-    return "; ".join(lines)

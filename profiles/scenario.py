@@ -274,7 +274,8 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "l
 
 
 def describe(exc: ValidationError) -> str:
-    """One line per error: ``field.path: message (got value)``."""
+    """One line per error, ``field.path: message (got value)`` (a missing field: ``field.path: missing``),
+    joined by ``; ``; long values are cut at 80 characters."""
     lines = []
     for error in exc.errors():
         message = error["msg"].removeprefix("Value error, ")
@@ -283,11 +284,13 @@ def describe(exc: ValidationError) -> str:
             message = f"must be {_BOUNDS[error['type']]} {bound:g}" if isinstance(bound, (int, float)) else message
         elif error["type"] == "extra_forbidden":
             message = "unknown field"
-        elif error["type"] == "missing":
-            message = "missing"
         if not error["loc"]:  # a check across fields: its message starts with the field
             lines.append(message)
             continue
         where = ".".join(str(part) for part in error["loc"])
-        lines.append(f"{where}: {message} (got {error.get('input')!r})")
+        if error["type"] == "missing":
+            lines.append(f"{where}: missing")
+            continue
+        got = repr(error.get("input"))
+        lines.append(f"{where}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})")
     return "; ".join(lines)

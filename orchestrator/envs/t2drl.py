@@ -209,6 +209,7 @@ class AllocationEnv(gym.Env):
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.allocation_obs_dim,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.layout.allocation_act_dim,), np.float32)
         self._episode: SimEpisode | None = None
+        self._request: tuple = ()  # the next request, its view and info (from ``request_view``)
         self._obs = np.zeros(self.layout.allocation_obs_dim, np.float32)
 
     def _advance(self) -> np.ndarray:
@@ -219,7 +220,7 @@ class AllocationEnv(gym.Env):
             episode.end_frame(self._caching.plan(episode.frame_view()))
         if episode.done:
             return np.zeros(self.layout.allocation_obs_dim, np.float32)
-        _, view, info = episode.request_view()
+        _, view, info = self._request = episode.request_view()
         return allocation_observation(view, info, self.layout)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -235,7 +236,7 @@ class AllocationEnv(gym.Env):
         episode = self._episode
         if episode is None or episode.done:
             raise RuntimeError("step: call reset first (the episode is over)")
-        _, view, info = episode.request_view()
+        _, view, info = self._request  # the view the observation was built from
         try:
             agent, steps = decode_allocation(action, view, info, self.layout)
             result = episode.serve(agent, steps)

@@ -7,21 +7,13 @@ requests with the D3PG actor.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
-from collections.abc import Callable
-from types import SimpleNamespace
 
 import grpc
 import pytest
 import torch
 
-from node_agent.config import AgentConfig
-from node_agent.server import running_agent
-from orchestrator.config import OrchestratorConfig, PolicyConfig
-from orchestrator.daemon import running_daemon
-from orchestrator.daemon_client import OrchestratorClient
+from orchestrator.config import PolicyConfig
 from orchestrator.policies import build_policies
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.t2drl import train_t2drl
@@ -33,14 +25,6 @@ TINY = {
     "allocation": {"learning_starts": 100, "batch_size": 32, "hidden": [16, 16], "critic_hidden": [16, 16]},
     "caching": {"learning_starts": 4, "batch_size": 8, "hidden": [16, 16]},
 }  # fmt: skip
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout_s:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -72,33 +56,16 @@ def test_learned_policies_load_by_name_and_refuse_mismatches(checkpoint) -> None
         PolicyConfig(caching="ddqn", allocation="d3pg", checkpoint=str(checkpoint / "nope"))
 
 
-@contextlib.contextmanager
-def learned_cluster(run_dir, sim_profile_toml, checkpoint, **policy):
-    sim_profile = run_dir / "sim.toml"
-    sim_profile.write_text(sim_profile_toml(max_mem_used_bytes=1_000_000_000))
-    with contextlib.ExitStack() as stack:
-        config = OrchestratorConfig.build(
-            listen="127.0.0.1:0", metrics_listen="", heartbeat_s=HEARTBEAT_S, run_dir=run_dir / "runs",
-            policy={"caching": "ddqn", "allocation": "d3pg", "checkpoint": str(checkpoint), "slot_s": 0.2,
-                    "frame_slots": 3, "cache_models": 1, "cloud_agent": "cloud", **policy},
-        )  # fmt: skip
-        daemon = stack.enter_context(running_daemon(config))
-        for name, delay_ms in (("edge-1", 0.0), ("edge-2", 0.0), ("cloud", 30.0)):
-            agent = AgentConfig(
-                name=name, listen="127.0.0.1:0", device="simulated", sim_profile=sim_profile, telemetry_hz=20.0,
-                intra_op_threads=1, orchestrator=daemon.daemon.address, heartbeat_s=HEARTBEAT_S,
-                emulated_delay_ms=delay_ms,
-            )  # fmt: skip
-            stack.enter_context(running_agent(agent))
-        client = stack.enter_context(OrchestratorClient(daemon.daemon.address, timeout_s=60))
-        names = {"edge-1", "edge-2", "cloud"}
-        wait_for(lambda: {a.name for a in client.status().agents if a.state == "up"} == names, what="agents up")
-        yield SimpleNamespace(daemon=daemon.daemon, client=client)
+def learned_cluster(policy_cluster, run_dir, checkpoint, **policy):
+    """The daemon with the trained pair of ``checkpoint`` and agents named as the simulator's."""
+    policy = {"caching": "ddqn", "allocation": "d3pg", "checkpoint": str(checkpoint), "slot_s": 0.2,
+              "frame_slots": 3, "cache_models": 1, "cloud_agent": "cloud", **policy}  # fmt: skip
+    return policy_cluster(run_dir, policy, ("edge-1", "edge-2"), HEARTBEAT_S)
 
 
 @pytest.fixture
-def cluster(tmp_path, sim_profile_toml, checkpoint):
-    with learned_cluster(tmp_path, sim_profile_toml, checkpoint) as running:
+def cluster(tmp_path, policy_cluster, checkpoint, wait_for):
+    with learned_cluster(policy_cluster, tmp_path, checkpoint) as running:
         yield running
 
 
@@ -106,7 +73,7 @@ def _loaded(client) -> dict[str, set[str]]:
     return {a.name: set(a.loaded_models) for a in client.status().agents}
 
 
-def test_the_daemon_runs_the_trained_pair(cluster) -> None:
+def test_the_daemon_runs_the_trained_pair(cluster, wait_for) -> None:
     client = cluster.client
     assert client.status().policies == ("caching:ddqn", "allocation:d3pg")
     # every frame the DDQN plans one model per edge agent
@@ -123,11 +90,13 @@ def test_the_daemon_runs_the_trained_pair(cluster) -> None:
     assert loads_on_edges <= 1
 
 
-def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(tmp_path, sim_profile_toml, checkpoint):
+def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(
+    tmp_path, policy_cluster, checkpoint, wait_for
+):
     from orchestrator.algos.d3pg import D3PG
 
     before = D3PG.load(checkpoint / "allocation.pt")
-    with learned_cluster(tmp_path, sim_profile_toml, checkpoint, fine_tune=True) as running:
+    with learned_cluster(policy_cluster, tmp_path, checkpoint, fine_tune=True) as running:
         loop = running.daemon.policy_loop
         assert loop.allocation.tuning is not None and loop.caching.tuning is not None
         wait_for(lambda: all(len(_loaded(running.client)[e]) == 1 for e in ("edge-1", "edge-2")), what="a plan")

@@ -11,15 +11,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import pytest
-
-from node_agent.config import AgentConfig
-from node_agent.server import running_agent
-from orchestrator.config import OrchestratorConfig
-from orchestrator.daemon import running_daemon
-from orchestrator.daemon_client import OrchestratorClient
 
 HEARTBEAT_S = 0.2
 POPULAR, UNREQUESTED = "digits-mlp-s", "digits-ldm"
@@ -35,27 +28,13 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "co
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, sim_profile_toml):
-    sim_profile = tmp_path_factory.mktemp("sim") / "sim.toml"
-    sim_profile.write_text(sim_profile_toml(max_mem_used_bytes=1_000_000_000))
-    with contextlib.ExitStack() as stack:
-        config = OrchestratorConfig.build(
-            listen="127.0.0.1:0", metrics_listen="", heartbeat_s=HEARTBEAT_S, run_dir=tmp_path_factory.mktemp("runs"),
-            policy={"caching": "most-popular", "allocation": "fixed-steps", "slot_s": 0.2, "frame_slots": 3,
-                    "cache_models": 1, "fixed_steps": 4, "cloud_agent": "cloud", "w_latency": 0.5, "w_energy": 0.01},
-        )  # fmt: skip
-        daemon = stack.enter_context(running_daemon(config))
-        for name, delay_ms in (("edge-a", 0.0), ("edge-b", 0.0), ("cloud", 30.0)):
-            agent = AgentConfig(
-                name=name, listen="127.0.0.1:0", device="simulated", sim_profile=sim_profile, telemetry_hz=20.0,
-                intra_op_threads=1, orchestrator=daemon.daemon.address, heartbeat_s=HEARTBEAT_S,
-                emulated_delay_ms=delay_ms,
-            )  # fmt: skip
-            stack.enter_context(running_agent(agent))
-        client = stack.enter_context(OrchestratorClient(daemon.daemon.address, timeout_s=60))
-        names = {"edge-a", "edge-b", "cloud"}
-        wait_for(lambda: {a.name for a in client.status().agents if a.state == "up"} == names, what="agents up")
-        yield SimpleNamespace(daemon=daemon.daemon, client=client)
+def cluster(tmp_path_factory, policy_cluster):
+    policy = {
+        "caching": "most-popular", "allocation": "fixed-steps", "slot_s": 0.2, "frame_slots": 3, "cache_models": 1,
+        "fixed_steps": 4, "cloud_agent": "cloud", "w_latency": 0.5, "w_energy": 0.01,
+    }  # fmt: skip
+    with policy_cluster(tmp_path_factory.mktemp("cluster"), policy, ("edge-a", "edge-b"), HEARTBEAT_S) as running:
+        yield running
 
 
 def _rows(cluster, sql: str, *args) -> list[tuple]:

@@ -117,7 +117,7 @@ def main() -> None:
         _, view, info = episode.request_view()
         views.append((view, info))
         choice = allocation.allocate(view, info)
-        episode.serve(choice.agent, choice.steps)
+        episode.allocate(choice)
     rows.append(
         (
             "allocate(): features + D3PG + amender",

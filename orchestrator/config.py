@@ -104,6 +104,22 @@ class Limits(BaseModel):
     load_timeout_s: float = Field(120.0, gt=0, le=3600)
 
 
+class RadioConfig(BaseModel):
+    """The emulated radio downlink (``[policy.radio]``, ``orchestrator.radio``): each served image waits out its
+    modeled transmission on the share of the slot's band its allocation took before the daemon answers.
+
+    Attributes:
+        bandwidth_hz: the band all users share per slot, Hz.
+        image_bytes: bytes sent per generated image.
+        min_share: the least fraction of the slot's free band a request takes, (0, 1].
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    bandwidth_hz: float = Field(gt=0, le=1e11)
+    image_bytes: int = Field(ge=1, le=10**9)
+    min_share: float = Field(0.05, gt=0, le=1)
+
+
 class PolicyConfig(BaseModel):
     """The policy loop (``[policy]``): caching once per frame of ``frame_slots`` slots, allocation per request.
 
@@ -131,9 +147,13 @@ class PolicyConfig(BaseModel):
             ``allocation.pt``) whose learners the ``ddqn`` / ``d3pg`` / ``ddpg`` policies run.
         fine_tune: the learned policies keep learning from the live rewards (exploring a little); the
             tuned learners are written next to the run's store as ``<run id>-tuned/`` when the daemon stops.
+        bandwidth_share: fraction of the slot's free downlink band a request gets when its allocation
+            policy does not choose one (the fixed policies), (0, 1]; used with ``radio`` only.
+        radio: the emulated downlink; None: images are answered at once (no radio).
         scenario: a scenario name or TOML file (``profiles/scenarios``); settings not given here
             come from it: ``w_latency``/``w_energy`` (``[utility]``), ``slot_s``/``frame_slots``
-            (``[timing]``), ``cache_models`` (``[cluster]``), ``model_rank`` (``[models]`` rank).
+            (``[timing]``), ``cache_models`` (``[cluster]``), ``model_rank`` (``[models]`` rank),
+            ``radio`` and ``bandwidth_share`` (``[radio]``, its ``fixed_share``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -155,6 +175,8 @@ class PolicyConfig(BaseModel):
     scenario: str = ""
     checkpoint: str = ""
     fine_tune: bool = False
+    bandwidth_share: float = Field(0.5, gt=0.0, le=1.0)
+    radio: RadioConfig | None = None
 
     @model_validator(mode="after")
     def _learned_needs_checkpoint(self) -> PolicyConfig:
@@ -192,6 +214,10 @@ class PolicyConfig(BaseModel):
             "frame_slots": sc.timing.frame_slots, "cache_models": sc.cluster.cache_models,
             "model_rank": tuple(sc.models.order),
         }  # fmt: skip
+        if sc.radio is not None:
+            r = sc.radio
+            taken["radio"] = {"bandwidth_hz": r.bandwidth_hz, "image_bytes": r.image_bytes, "min_share": r.min_share}
+            taken["bandwidth_share"] = r.fixed_share
         return {**taken, **values}
 
     @field_validator("step_candidates")

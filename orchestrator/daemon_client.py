@@ -30,9 +30,11 @@ class OrchestratorClient:
         deadline_s: float = 0.0,
         seed: int = 0,
         request_id: str = "",
+        snr_db: float | None = None,
     ) -> Routed:
-        """One image of class ``label``; ``steps`` or ``quality_floor`` (or neither: the model's default)."""
-        spec = SubmitSpec(request_id, model, label, steps, quality_floor, deadline_s, seed)
+        """One image of class ``label``; ``steps`` or ``quality_floor`` (or neither: the model's default);
+        ``snr_db``: the user's downlink SNR, dB (needed by a daemon that emulates a radio downlink)."""
+        spec = SubmitSpec(request_id, model, label, steps, quality_floor, deadline_s, seed, snr_db)
         return serde.routed_from_proto(self._stub.Submit(serde.submit_request(spec), timeout=self.timeout_s))
 
     def status(self) -> serde.DaemonStatus:

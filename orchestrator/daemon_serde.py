@@ -107,6 +107,7 @@ def submit_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
         quality_floor=request.quality_floor if which == "quality_floor" else None,
         deadline_s=request.deadline_s,
         seed=request.seed,
+        snr_db=request.snr_db if request.HasField("snr_db") else None,
     )
 
 
@@ -126,7 +127,10 @@ def submit_response(routed: Routed) -> pb.SubmitResponse:
         energy_source=routed.energy_source,
         attempts=routed.attempts,
         loaded_model=routed.loaded_model,
+        downlink_s=routed.downlink_s,
     )
+    if routed.bandwidth_share is not None:
+        response.bandwidth_share = routed.bandwidth_share
     if routed.energy_j is not None:
         response.energy_j = routed.energy_j
     if routed.quality is not None:
@@ -178,6 +182,8 @@ def submit_request(spec: SubmitSpec) -> pb.SubmitRequest:
         request.steps = spec.steps
     elif spec.quality_floor is not None:
         request.quality_floor = spec.quality_floor
+    if spec.snr_db is not None:
+        request.snr_db = spec.snr_db
     return request
 
 
@@ -199,6 +205,8 @@ def routed_from_proto(response: pb.SubmitResponse) -> Routed:
         attempts=response.attempts,
         loaded_model=response.loaded_model,
         quality=response.quality if response.HasField("quality") else None,
+        downlink_s=response.downlink_s,
+        bandwidth_share=response.bandwidth_share if response.HasField("bandwidth_share") else None,
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
 from orchestrator.live_demo import RequestResult, run_live_demo, summarize, with_slot_s
+from orchestrator.radio import downlink_of
 from orchestrator.sim.cluster import SimSettings, simulate
 from orchestrator.sim.estimate import power_under_load_w
 from orchestrator.sim.sampler import ModelSampler
@@ -100,8 +101,9 @@ def run_fidelity(
     requests = workload.requests(slots)
     hints = sc.cluster
     settings = settings or SimSettings(
-        edge_agents=hints.edge_agents, cloud_delay_ms=hints.cloud_delay_ms, seed=workload.seed
-    )
+        edge_agents=hints.edge_agents, cloud_delay_ms=hints.cloud_delay_ms, seed=workload.seed,
+        downlink=downlink_of(sc),
+    )  # fmt: skip
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
     configs = {}

@@ -80,6 +80,9 @@ class RequestResult:
         steps: denoising steps used (0 when failed).
         hit: served by an edge agent that already had the model loaded.
         utility: the user's utility of this request.
+        downlink_s: the modeled radio transmission of the image, s (in ``latency_s``; 0 without a radio
+            and for failed requests).
+        bandwidth_share: the share of the downlink band it got; None without a radio.
     """
 
     id: int
@@ -96,6 +99,8 @@ class RequestResult:
     steps: int
     hit: bool
     utility: float
+    downlink_s: float = 0.0
+    bandwidth_share: float | None = None
 
 
 def with_slot_s(scenario: Scenario, slot_s: float | None) -> Scenario:
@@ -133,7 +138,12 @@ def replay(
             lag_s = max(0.0, started_s - t0_s - req.arrival_s)
             try:
                 routed = client.submit(
-                    req.model, req.label, deadline_s=req.deadline_s, seed=req.id, request_id=f"demo-{req.id}"
+                    req.model,
+                    req.label,
+                    deadline_s=req.deadline_s,
+                    seed=req.id,
+                    request_id=f"demo-{req.id}",
+                    snr_db=req.snr_db,
                 )
             except grpc.RpcError as exc:
                 latency_s = time.monotonic() - started_s
@@ -158,7 +168,8 @@ def replay(
             hit = routed.agent != CLOUD and not routed.loaded_model
             return RequestResult(
                 req.id, req.user, req.slot, req.model, OK, routed.agent, latency_s, lag_s, energy,
-                routed.energy_source, quality, routed.steps, hit, util.value,
+                routed.energy_source, quality, routed.steps, hit, util.value, routed.downlink_s,
+                routed.bandwidth_share,
             )  # fmt: skip
         finally:
             slots.release()
@@ -195,6 +206,7 @@ def summarize(results: Sequence[RequestResult]) -> dict[str, object]:
         "hit_ratio": sum(r.hit for r in results) / n if n else 0.0,
         "served_by": dict(Counter(r.agent for r in ok)),
         "mean_submit_lag_s": float(np.mean([r.lag_s for r in results])) if n else 0.0,
+        "mean_downlink_s": float(np.mean([r.downlink_s for r in ok])) if ok else None,
     }
 
 

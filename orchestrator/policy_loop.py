@@ -9,6 +9,12 @@ runs and with how many steps (one ``decisions`` row each). After a request is se
 rates the image with the quality evaluator (softmax probability of the requested class), computes
 the utility (``orchestrator.utility``; unavailable energy leaves its term out and is flagged),
 writes one ``rewards`` row and folds latency, energy and quality into the measured means.
+
+With ``[policy.radio]`` the loop also emulates the radio downlink (:mod:`orchestrator.radio`): each
+allocation takes its fraction of the slot's free band (``Allocation.bandwidth_share``, else the
+``bandwidth_share`` default), and ``score`` waits out the image's modeled transmission at the SNR the
+request reported before the answer goes out (a transmission past the deadline waits until the deadline
+and fails DEADLINE_EXCEEDED, as it would on air). The measured means keep the latency without it.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,8 +47,9 @@ from orchestrator.policies.base import (
     MeasuredTable,
     RequestInfo,
 )
+from orchestrator.radio import Downlink, SlotBand
 from orchestrator.registry import UP, AgentEntry, Registry
-from orchestrator.router import Routed, SubmitSpec
+from orchestrator.router import Routed, RouteError, SubmitSpec
 from orchestrator.store import Store
 from orchestrator.utility import class_probabilities, per_image_quality, request_utility
 
@@ -49,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Distinct model names whose demand is tracked; requests for further names are not counted.
 MAX_MODELS = 10_000
+#: Band shares kept for requests being served (older ones are dropped: their images get no band).
+MAX_PENDING_SHARES = 10_000
 #: The shipped quality evaluator (8x8 digits).
 DEFAULT_EVALUATOR = Path(__file__).resolve().parent.parent / "profiles" / "evaluator" / "digits"
 
@@ -102,6 +112,12 @@ class PolicyLoop:
         self.evaluator_error = "the evaluator is not loaded yet"
         self._t0_s = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self.downlink: Downlink | None = None
+        self.band: SlotBand | None = None
+        if config.radio is not None:
+            r = config.radio
+            self.downlink, self.band = Downlink(r.bandwidth_hz, r.image_bytes, r.min_share), SlotBand(r.min_share)
+        self._shares: OrderedDict[str, float] = OrderedDict()  # request id -> its band share, until scored
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -161,7 +177,13 @@ class PolicyLoop:
             requests_frame=dict(self.requests_frame), requests_total=dict(self.requests_total),
             last_request_s=dict(self.last_request_s), measured=self.measured.snapshot(),
             model_rank=self.config.model_rank, cache_models=self.config.cache_models,
+            band_free=None if self.band is None else self.band.free(self.slot), slot_elapsed=self._slot_elapsed(),
         )  # fmt: skip
+
+    def _slot_elapsed(self) -> float:
+        """Fraction of the current slot past, [0, 1)."""
+        past = (time.monotonic() - self._t0_s) / self.config.slot_s - self.slot
+        return min(max(past, 0.0), 0.999)
 
     # --- per request ----------------------------------------------------------------------------
 
@@ -179,30 +201,79 @@ class PolicyLoop:
 
         Raises:
             NoAgent: no agent can serve the request.
+            RouteError: INVALID_ARGUMENT, a radio downlink is emulated and the request has no ``snr_db``.
         """
+        if self.band is not None and spec.snr_db is None:
+            why = "snr_db: required, the daemon emulates a radio downlink ([policy.radio])"
+            raise RouteError(grpc.StatusCode.INVALID_ARGUMENT, why)
         if self.allocation is None:
+            self._grant(spec.request_id, None)
             return None
         t0_s = time.perf_counter()
         try:
             view = self.view()
             if exclude:
                 view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
-            request = RequestInfo(spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor)
+            request = RequestInfo(
+                spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor, snr_db=spec.snr_db
+            )
             allocation = self.allocation.allocate(view, request)
         finally:
             self.metrics.decision_seconds.labels("allocation").observe(time.perf_counter() - t0_s)
         action = {"model": spec.model, "steps": allocation.steps, "reason": allocation.reason, "slot": view.slot}
+        share = self._grant(spec.request_id, allocation.bandwidth_share)
+        if share is not None:
+            action["bandwidth_share"] = share
         self._decision(self.allocation.name, "allocation", allocation.agent, spec.request_id, action)
         return allocation
 
+    def _grant(self, request_id: str, fraction: float | None) -> float | None:
+        """Take the request's band share in this slot (None: no radio); a retry's new grant replaces the old."""
+        if self.band is None:
+            return None
+        share = self.band.grant(self.slot, fraction if fraction is not None else self.config.bandwidth_share)
+        self._shares[request_id] = share
+        self._shares.move_to_end(request_id)
+        while len(self._shares) > MAX_PENDING_SHARES:
+            self._shares.popitem(last=False)
+        return share
+
+    async def _downlink(self, spec: SubmitSpec, routed: Routed) -> Routed:
+        """Wait out the image's emulated transmission; DEADLINE_EXCEEDED (at the deadline) when it cannot fit."""
+        if self.downlink is None:
+            return routed
+        share = self._shares.pop(spec.request_id, 0.0)
+        tx_s = self.downlink.tx_time_s(share, spec.snr_db if spec.snr_db is not None else -math.inf)
+        left_s = spec.deadline_s - routed.latency_s
+        t0_s = time.monotonic()
+        if tx_s > left_s:
+            await asyncio.sleep(max(0.0, left_s))
+            raise RouteError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"deadline_s: the image's downlink needs {tx_s:.3f} s on {share:.3f} of the band at "
+                f"{spec.snr_db:.1f} dB; {max(left_s, 0.0):.3f} s were left",
+            )
+        await asyncio.sleep(tx_s)
+        waited_s = time.monotonic() - t0_s
+        return replace(routed, latency_s=routed.latency_s + waited_s, downlink_s=waited_s, bandwidth_share=share)
+
     async def score(self, spec: SubmitSpec, routed: Routed) -> Routed:
-        """Rate a served request, write its ``rewards`` row, update the means; ``routed`` with its quality."""
+        """Send the image over the emulated downlink (with a radio), rate it, write its ``rewards`` row and
+        update the means; ``routed`` with its quality (and downlink).
+
+        Raises:
+            RouteError: DEADLINE_EXCEEDED, the image's downlink does not fit in the deadline.
+        """
+        served_latency_s = routed.latency_s  # without the downlink: what the agent side took
+        routed = await self._downlink(spec, routed)
         quality, why = await self._quality(routed.image, spec.label)
         detail: dict[str, Any] = {
             "request_id": spec.request_id, "agent": routed.agent, "model": routed.model, "steps": routed.steps,
             "latency_s": routed.latency_s, "energy_j": routed.energy_j, "energy_source": routed.energy_source,
             "quality": quality, "slot": self.slot, "frame": self.frame,
         }  # fmt: skip
+        if routed.bandwidth_share is not None:
+            detail.update(downlink_s=routed.downlink_s, bandwidth_share=routed.bandwidth_share)
         reward = None
         if quality is None:
             detail["quality_unavailable"] = why
@@ -226,7 +297,7 @@ class PolicyLoop:
             learn = getattr(self.allocation, "learn", None)
             if learn is not None and self.config.fine_tune:
                 learn(spec.request_id, reward)
-        latency = None if routed.loaded_model else routed.latency_s  # a model load is not the steady latency
+        latency = None if routed.loaded_model else served_latency_s  # a model load is not the steady latency
         self.measured.update(routed.agent, routed.model, routed.steps, latency, routed.energy_j, quality)
         return replace(routed, quality=quality)
 

@@ -26,6 +26,7 @@ from orchestrator.agent_link import AgentLink
 from orchestrator.config import Limits
 from orchestrator.metrics import Metrics
 from orchestrator.policies.base import Allocation, NoAgent
+from orchestrator.radio import SNR_MAX_DB, SNR_MIN_DB
 from orchestrator.registry import UP, AgentEntry, Registry
 from orchestrator.store import RequestRecord, Store
 
@@ -63,6 +64,7 @@ class SubmitSpec:
     quality_floor: float | None = None
     deadline_s: float = 0.0
     seed: int = 0
+    snr_db: float | None = None  # the user's downlink SNR, dB (a radio downlink needs it)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Routed:
     attempts: int
     loaded_model: bool
     quality: float | None = None
+    downlink_s: float = 0.0  # emulated radio transmission, s (in latency_s); 0 without a radio
+    bandwidth_share: float | None = None  # share of the downlink band; None without a radio
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,8 @@ class Router:
             ("label", spec.label < 0, f"{spec.label} is negative"),
             ("steps", spec.steps is not None and spec.steps < 1, f"{spec.steps} is below 1"),
             ("quality_floor", spec.quality_floor is not None and not 0 < spec.quality_floor <= 1, "is outside (0, 1]"),
+            ("snr_db", spec.snr_db is not None and not SNR_MIN_DB <= spec.snr_db <= SNR_MAX_DB,
+             f"{spec.snr_db} is outside [{SNR_MIN_DB:g}, {SNR_MAX_DB:g}] dB"),
             ("deadline_s", not 0 < spec.deadline_s <= self.limits.max_deadline_s, f"{spec.deadline_s:g} is outside "
              f"(0, {self.limits.max_deadline_s:g}] (limits.max_deadline_s)"),
         )  # fmt: skip

@@ -79,12 +79,13 @@ class T2DRLConfig:
     """slots per held-out workload"""
     allocation: dict[str, Any] = field(
         default_factory=lambda: {
-            "learning_starts": 1_000, "batch_size": 128, "gamma": 0.0, "hidden": (64, 64), "critic_hidden": (128, 128),
+            "learning_starts": 1_000, "batch_size": 128, "gamma": 0.8, "hidden": (64, 64), "critic_hidden": (128, 128),
             "exploration_noise": 0.2, "actor_lr": 3e-4, "critic_lr": 1e-3,
         }
     )  # fmt: skip
-    """overrides of the actor's ``Config`` (d3pg or ddpg); its transitions are one-step (a request's utility is
-    its own reward, stored as terminal), so its gamma does not matter"""
+    """overrides of the actor's ``Config`` (d3pg or ddpg). A request's reward is its utility; with gamma > 0 its
+    transition leads to the next request's observation (the band a request takes is missing for the next ones of
+    its slot), gamma 0.8 looks about five requests (two slots) ahead; gamma 0 stores one-step terminal transitions"""
     caching: dict[str, Any] = field(
         default_factory=lambda: {
             "learning_starts": 50, "batch_size": 64, "gamma": 0.3, "hidden": (64, 64), "epsilon_decay_steps": 1_000,
@@ -133,6 +134,7 @@ def train(
     mem = backend.mem_bytes()
     actor = _actor(actor_kind, layout.allocation_obs_dim, layout.allocation_act_dim, cfg.seed, cfg.allocation)
     a_buf = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, actor.cfg.buffer_size, seed=cfg.seed)
+    chained = actor.cfg.gamma > 0  # transitions lead to the next request (else one-step, terminal)
     learner = None
     if cache_kind == "ddqn":
         learner = ddqn.DDQN(layout.caching_obs_dim, len(configs), _learner_config("ddqn", cfg.seed, cfg.caching))
@@ -148,6 +150,7 @@ def train(
         episode = backend.episode(workload_seed)
         random_caching = RandomCaching(workload_seed)
         pending = None  # (obs, action, reward) of the frame that is running
+        last = None  # (obs, action, utility) of the previous request, waiting for its next observation
         while not episode.done and requests < cfg.requests:
             # --- long timescale: a frame boundary ----------------------------------------------
             while episode.frame_due():
@@ -176,16 +179,22 @@ def train(
             # --- short timescale: one request ------------------------------------------------
             _, view, info = episode.request_view()
             obs = allocation_observation(view, info, layout)
+            if last is not None:
+                a_buf.add(last[0], last[1], last[2], obs, False)
+                last = None
             if requests < actor.cfg.learning_starts:
                 action = rng.uniform(-1.0, 1.0, layout.allocation_act_dim).astype(np.float32)
             else:
                 action = actor.act(obs)
             try:
-                agent, steps = decode_allocation(action, view, info, layout)
-                result = episode.serve(agent, steps)
+                agent, steps, share = decode_allocation(action, view, info, layout)
+                result = episode.serve(agent, steps, share)
             except NoAgent:
                 result = episode.fail()
-            a_buf.add(obs, action, result.utility, obs, True)  # one-step: gamma 0 by default
+            if chained:
+                last = (obs, action, result.utility)
+            else:
+                a_buf.add(obs, action, result.utility, obs, True)
             requests += 1
             actor.env_steps = requests
             window.append((result.utility, result.hit))
@@ -198,6 +207,8 @@ def train(
             out_of_time = time_budget_s is not None and time.perf_counter() - start >= time_budget_s
             if out_of_time:
                 break
+        if last is not None and episode.done:  # the episode's last request: terminal
+            a_buf.add(last[0], last[1], last[2], last[0], True)
         if learner is not None and pending is not None:  # the episode's last frame: terminal
             view = episode.frame_view()
             obs, mask = caching_observation(view, layout), caching_mask(view, layout, configs, mem)

@@ -7,7 +7,9 @@ seeded by ``(seed, stream, ...)``:
 * user parameters (rate, weights, quality floor): one stream per parameter, one draw per user;
 * arrivals: one stream per user, exponential inter-arrival times drawn in fixed chunks, so the
   requests of a shorter run are a prefix of those of a longer one;
-* content (model and label): one stream per user, one draw pair per arrival, in arrival order.
+* content (model and label): one stream per user, one draw pair per arrival, in arrival order;
+* radio (with a ``[radio]`` table): each user's mean SNR on the user-parameter streams, and one
+  fading draw per arrival on a stream per user, so the draws above do not change with the radio.
 
 Requests of all users are superposed and ordered by arrival time (ties by user).
 """
@@ -19,11 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.radio import SNR_MAX_DB, SNR_MIN_DB
 from profiles.scenario import Scenario
 
 USER_STREAM = 1
 ARRIVAL_STREAM = 2
 CONTENT_STREAM = 3
+RADIO_STREAM = 4
 #: Inter-arrival times drawn per generator call (fixed, so that draws do not depend on the horizon).
 CHUNK = 256
 
@@ -42,6 +46,7 @@ class UserProfile:
         w_latency: latency weight, per s.
         w_energy: energy weight, per J.
         quality_floor: least acceptable per-image quality in [0, 1]; None = none.
+        snr_db: mean downlink SNR, dB; None without a radio.
     """
 
     user: int
@@ -49,6 +54,7 @@ class UserProfile:
     w_latency: float
     w_energy: float
     quality_floor: float | None
+    snr_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class WorkloadRequest:
         w_latency: the user's latency weight, per s.
         w_energy: the user's energy weight, per J.
         quality_floor: the user's quality floor in [0, 1], or None.
+        snr_db: the downlink SNR of this request (the user's mean with this request's fading, clipped to
+            ``orchestrator.radio``'s ``SNR_MIN_DB..SNR_MAX_DB``), dB; None without a radio.
     """
 
     id: int
@@ -80,6 +88,7 @@ class WorkloadRequest:
     w_latency: float
     w_energy: float
     quality_floor: float | None
+    snr_db: float | None = None
 
 
 def _draw(seed: int, index: int, value: tuple[float, float], count: int) -> list[float]:
@@ -122,7 +131,10 @@ class Workload:
         floors: list[float | None] = [None] * u.count
         if u.quality_floor is not None:
             floors = list(_draw(seed, 3, u.quality_floor, u.count))
-        users = tuple(UserProfile(i, rates[i], w_lat[i], w_en[i], floors[i]) for i in range(u.count))
+        snrs: list[float | None] = [None] * u.count
+        if scenario.radio is not None:
+            snrs = list(_draw(seed, 4, scenario.radio.snr_db, u.count))
+        users = tuple(UserProfile(i, rates[i], w_lat[i], w_en[i], floors[i], snrs[i]) for i in range(u.count))
         return cls(scenario, seed, users)
 
     def popularity(self, frame: int) -> tuple[str, ...]:
@@ -190,6 +202,7 @@ class Workload:
         """Draw model and label of each arrival from its user's content stream, in arrival order."""
         sc = self.scenario
         content = {u.user: np.random.default_rng((self.seed, CONTENT_STREAM, u.user)) for u in self.users}
+        fading = {u.user: np.random.default_rng((self.seed, RADIO_STREAM, u.user)) for u in self.users}
         cdf = np.cumsum(self._pmf)
         out = []
         for i, (t, user_index) in enumerate(arrivals):
@@ -199,6 +212,10 @@ class Workload:
             frame = slot // sc.timing.frame_slots
             rank = min(int(np.searchsorted(cdf, draw, side="right")), len(cdf) - 1)
             user = self.users[user_index]
+            snr_db = None
+            if sc.radio is not None and user.snr_db is not None:
+                gain = float(fading[user_index].exponential(1.0)) if sc.radio.fading == "rayleigh" else 1.0
+                snr_db = min(max(user.snr_db + 10.0 * math.log10(max(gain, 1e-12)), SNR_MIN_DB), SNR_MAX_DB)
             out.append(
                 WorkloadRequest(
                     id=i,
@@ -212,6 +229,7 @@ class Workload:
                     w_latency=user.w_latency,
                     w_energy=user.w_energy,
                     quality_floor=user.quality_floor,
+                    snr_db=snr_db,
                 )
             )
         return out

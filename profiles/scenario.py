@@ -216,6 +216,34 @@ class ClusterHints(_Strict):
     cloud_delay_ms: float = Field(200.0, ge=0, le=60_000)
 
 
+class Radio(_Strict):
+    """The emulated downlink that carries each image to its user (``orchestrator.radio``); modeled.
+
+    Attributes:
+        bandwidth_hz: the band one cell shares among all users per slot, Hz.
+        image_bytes: bytes sent per generated image.
+        snr_db: each user's mean downlink SNR, dB, drawn per user from ``[low, high]``.
+        fading: ``rayleigh``: each request's SNR is the mean times an exponential power gain
+            ``|h|^2 ~ Exp(1)`` (block fading per request); ``none``: the mean.
+        min_share: the least fraction of the slot's free band a request takes, (0, 1].
+        fixed_share: the fraction of the free band a request takes when its policy does not choose
+            one (the fixed policies: ``[policy] bandwidth_share``), (0, 1].
+    """
+
+    bandwidth_hz: float = Field(gt=0, le=1e11)
+    image_bytes: int = Field(ge=1, le=10**9)
+    snr_db: Range
+    fading: Literal["rayleigh", "none"] = "rayleigh"
+    min_share: float = Field(0.05, gt=0, le=1)
+    fixed_share: float = Field(0.5, gt=0, le=1)
+
+    @field_validator("snr_db")
+    @classmethod
+    def _snr(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range(value, ge=-50, le=80)
+        return value
+
+
 class Scenario(_Strict):
     """A whole scenario file (see the module docstring and ``profiles/scenarios/t2drl.toml``)."""
 
@@ -228,6 +256,7 @@ class Scenario(_Strict):
     requests: Requests = Requests()
     utility: Utility = Utility()
     cluster: ClusterHints = ClusterHints()
+    radio: Radio | None = None  # no [radio] table: images reach users at no cost
 
     @model_validator(mode="after")
     def _cache_fits(self) -> Scenario:

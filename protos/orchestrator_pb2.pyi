@@ -71,7 +71,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("request_id", "model", "label", "quality_floor", "steps", "deadline_s", "seed")
+    __slots__ = ("request_id", "model", "label", "quality_floor", "steps", "deadline_s", "seed", "snr_db")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class SubmitRequest(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    SNR_DB_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     label: int
@@ -86,7 +87,8 @@ class SubmitRequest(_message.Message):
     steps: int
     deadline_s: float
     seed: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., quality_floor: _Optional[float] = ..., steps: _Optional[int] = ..., deadline_s: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    snr_db: float
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., quality_floor: _Optional[float] = ..., steps: _Optional[int] = ..., deadline_s: _Optional[float] = ..., seed: _Optional[int] = ..., snr_db: _Optional[float] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -99,7 +101,7 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("request_id", "model", "agent", "image", "steps", "steps_source", "latency_s", "agent_time_s", "queue_time_s", "compute_time_s", "energy_j", "energy_source", "quality", "attempts", "loaded_model")
+    __slots__ = ("request_id", "model", "agent", "image", "steps", "steps_source", "latency_s", "agent_time_s", "queue_time_s", "compute_time_s", "energy_j", "energy_source", "quality", "attempts", "loaded_model", "downlink_s", "bandwidth_share")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +117,8 @@ class SubmitResponse(_message.Message):
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LOADED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DOWNLINK_S_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_SHARE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     agent: str
@@ -130,7 +134,9 @@ class SubmitResponse(_message.Message):
     quality: float
     attempts: int
     loaded_model: bool
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., agent: _Optional[str] = ..., image: _Optional[_Union[Tensor, _Mapping]] = ..., steps: _Optional[int] = ..., steps_source: _Optional[str] = ..., latency_s: _Optional[float] = ..., agent_time_s: _Optional[float] = ..., queue_time_s: _Optional[float] = ..., compute_time_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., energy_source: _Optional[str] = ..., quality: _Optional[float] = ..., attempts: _Optional[int] = ..., loaded_model: bool = ...) -> None: ...
+    downlink_s: float
+    bandwidth_share: float
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., agent: _Optional[str] = ..., image: _Optional[_Union[Tensor, _Mapping]] = ..., steps: _Optional[int] = ..., steps_source: _Optional[str] = ..., latency_s: _Optional[float] = ..., agent_time_s: _Optional[float] = ..., queue_time_s: _Optional[float] = ..., compute_time_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., energy_source: _Optional[str] = ..., quality: _Optional[float] = ..., attempts: _Optional[int] = ..., loaded_model: bool = ..., downlink_s: _Optional[float] = ..., bandwidth_share: _Optional[float] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

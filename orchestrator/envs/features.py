@@ -18,9 +18,13 @@ Allocation (per request, continuous, actions in [-1, 1]):
   (each edge agent, then the cloud): whether it can serve the request now (the model loaded; the
   cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at 1), and the measured mean
   latency of the model there (EWMA over step counts, s, clipped at ``LATENCY_CAP_S``; -1 when none);
-- action: ``a[0]`` sets the steps on a log scale between ``min_steps`` and ``max_steps``; ``a[1:]``
-  score the servers, and the request goes to the best-scoring server that can serve it (the "action
-  amender": every action maps onto a feasible decision).
+  with a radio downlink (``Layout.radio``) also the request's spectral efficiency / ``SE_SCALE``
+  (clipped at 1), the fraction of the slot's band still free and the fraction of the slot past;
+- action: ``a[0]`` sets the steps on a log scale between ``min_steps`` and ``max_steps``; ``a[1:S+1]``
+  score the S servers, and the request goes to the best-scoring server that can serve it; with a
+  radio, the last entry sets the fraction of the slot's free band the request takes, ``(a + 1) / 2``
+  (the band ledger raises it to its least share). Every action maps onto a feasible decision (the
+  "action amender").
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.policies.base import ClusterView, NoAgent, RequestInfo
+from orchestrator.radio import spectral_efficiency
 
 INFLIGHT_SCALE = 10.0
 """requests in flight that count as a full queue in the observation"""
 LATENCY_CAP_S = 1.0
 """measured latencies above this are clipped in the observation, s"""
+SE_SCALE = 10.0
+"""spectral efficiency, bit/s/Hz, that counts as 1 in the observation (30 dB ~ 10 bit/s/Hz)"""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class Layout:
         min_steps: fewest denoising steps an allocation picks.
         max_steps: most denoising steps an allocation picks.
         period: frames of the phase feature (the popularity drift period; 1: no phase).
+        radio: requests also get a share of a radio downlink's band (observation and action grow).
     """
 
     models: tuple[str, ...]
@@ -61,6 +69,7 @@ class Layout:
     min_steps: int = 1
     max_steps: int = 32
     period: int = 1
+    radio: bool = False
 
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
@@ -84,11 +93,11 @@ class Layout:
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 1 + 3 * len(self.servers)
+        return len(self.models) + 1 + 3 * len(self.servers) + (3 if self.radio else 0)
 
     @property
     def allocation_act_dim(self) -> int:
-        return 1 + len(self.servers)
+        return 1 + len(self.servers) + (1 if self.radio else 0)
 
 
 def cache_configs(layout: Layout) -> list[dict[str, frozenset[str]]]:
@@ -162,7 +171,12 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
             min(inflight / INFLIGHT_SCALE, 1.0),
             -1.0 if latency is None else min(latency / LATENCY_CAP_S, 1.0),
         ]
-    return np.asarray([*onehot, floor, *per_server], np.float32)
+    radio = []
+    if layout.radio:
+        se = spectral_efficiency(request.snr_db) if request.snr_db is not None else 0.0
+        free = view.band_free if view.band_free is not None else 1.0
+        radio = [min(se / SE_SCALE, 1.0), free, min(max(view.slot_elapsed, 0.0), 1.0)]
+    return np.asarray([*onehot, floor, *per_server, *radio], np.float32)
 
 
 def steps_of(a0: float, layout: Layout) -> int:
@@ -172,8 +186,14 @@ def steps_of(a0: float, layout: Layout) -> int:
     return int(min(max(round(2.0 ** (lo + x * (hi - lo))), layout.min_steps), layout.max_steps))
 
 
-def decode_allocation(action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout) -> tuple[str, int]:
-    """The server and steps an allocation action means; NoAgent when no server can serve the request."""
+def decode_allocation(
+    action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout
+) -> tuple[str, int, float | None]:
+    """The server, steps and band fraction (None without a radio) an allocation action means.
+
+    Raises:
+        NoAgent: no server can serve the request.
+    """
     a = np.asarray(action, np.float64).reshape(-1)
     if a.shape[0] != layout.allocation_act_dim:
         raise ValueError(f"action: length {a.shape[0]}, expected {layout.allocation_act_dim}")
@@ -181,4 +201,5 @@ def decode_allocation(action: np.ndarray, view: ClusterView, request: RequestInf
     if not feasible:
         raise NoAgent(f"model: '{request.model}' is loaded on no up edge agent and no cloud agent is up with it")
     best = max(feasible, key=lambda i: (a[1 + i], -i))
-    return layout.servers[best], steps_of(a[0], layout)
+    share = (float(np.clip(a[-1], -1.0, 1.0)) + 1.0) / 2.0 if layout.radio else None
+    return layout.servers[best], steps_of(a[0], layout), share

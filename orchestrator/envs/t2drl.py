@@ -12,7 +12,9 @@ policies, so what is trained here runs live as :mod:`orchestrator.policies.drl` 
   timescale below: fixed steps on the best holder by default, a trained actor in T2DRL). Reward:
   the mean utility of the frame's requests (0 for an empty frame).
 - ``AllocationEnv``: one step is one request. The action sets its denoising steps and scores the
-  servers; it runs on the best-scoring server that holds the model (else the cloud). Frames are
+  servers; it runs on the best-scoring server that holds the model (else the cloud). With a
+  ``[radio]`` scenario the action also sets the fraction of the slot's free downlink band its image
+  takes (what it takes, later requests of the slot lack: episodes are not one-step). Frames are
   planned by an outer caching policy (random by default, so the actor sees every cache state; the
   trained DDQN in T2DRL). Reward: the request's utility.
 
@@ -44,6 +46,7 @@ from orchestrator.envs.features import (
 from orchestrator.policies.base import AllocationPolicy, CachingPolicy, NoAgent
 from orchestrator.policies.fixed_steps import FixedSteps
 from orchestrator.policies.random_cache import RandomCaching
+from orchestrator.radio import downlink_of
 from orchestrator.sim.cluster import CLOUD, SimEpisode, SimSettings
 from orchestrator.sim.sampler import ModelSampler
 from orchestrator.workload import Workload
@@ -91,11 +94,14 @@ class SimBackend:
             caching="none", allocation="fixed-steps", slot_s=sc.timing.slot_s, frame_slots=sc.timing.frame_slots,
             cache_models=sc.cluster.cache_models, w_latency=sc.utility.w_latency, w_energy=sc.utility.w_energy,
             model_rank=tuple(sc.models.order), cloud_agent=CLOUD,
+            bandwidth_share=sc.radio.fixed_share if sc.radio is not None else 0.5,
         )  # fmt: skip
         frame_s = sc.timing.slot_s * sc.timing.frame_slots
+        # the policy clock runs one frame ahead: the first plan falls at the workload's start
         settings = SimSettings(
-            edge_agents=sc.cluster.edge_agents, cloud_delay_ms=sc.cluster.cloud_delay_ms, policy_clock_s=frame_s
-        )  # policy clock one frame ahead: the first plan falls at the workload's start
+            edge_agents=sc.cluster.edge_agents, cloud_delay_ms=sc.cluster.cloud_delay_ms, policy_clock_s=frame_s,
+            downlink=downlink_of(sc),
+        )  # fmt: skip
         slots = episode_slots if episode_slots is not None else sc.timing.slots
         if slots < sc.timing.frame_slots:
             raise ValueError(f"episode_slots: {slots} is shorter than one frame ({sc.timing.frame_slots} slots)")
@@ -107,7 +113,7 @@ class SimBackend:
         drift = self.scenario.models.popularity.drift_frames
         return Layout(
             tuple(self.scenario.models.names), edges, CLOUD, self.policy.cache_models, min_steps, max_steps,
-            period=max(drift, 1),
+            period=max(drift, 1), radio=self.settings.downlink is not None,
         )  # fmt: skip
 
     def mem_bytes(self) -> dict[str, int]:
@@ -183,7 +189,7 @@ def run_requests_until_frame(episode: SimEpisode, allocation: AllocationPolicy) 
         except NoAgent:
             served.append(episode.fail())
             continue
-        served.append(episode.serve(choice.agent, choice.steps))
+        served.append(episode.allocate(choice))
     return served
 
 
@@ -238,11 +244,12 @@ class AllocationEnv(gym.Env):
             raise RuntimeError("step: call reset first (the episode is over)")
         _, view, info = self._request  # the view the observation was built from
         try:
-            agent, steps = decode_allocation(action, view, info, self.layout)
-            result = episode.serve(agent, steps)
+            agent, steps, share = decode_allocation(action, view, info, self.layout)
+            result = episode.serve(agent, steps, share)
         except NoAgent:
             agent, steps, result = "", 0, episode.fail()
         self._obs = self._advance()
         step_info = {"agent": agent, "steps": steps, "outcome": result.outcome, "latency_s": result.latency_s,
-                     "hit": result.hit, "quality": result.quality}  # fmt: skip
+                     "hit": result.hit, "quality": result.quality, "bandwidth_share": result.bandwidth_share,
+                     "downlink_s": result.downlink_s}  # fmt: skip
         return self._obs.copy(), float(result.utility), episode.done, False, step_info

@@ -114,6 +114,9 @@ class ClusterView:
         measured: EWMA per (agent, model, steps).
         model_rank: models in a preferred order (ties of popularity are broken by it, then by name).
         cache_models: models each edge agent may keep loaded.
+        band_free: fraction of the radio downlink's band still free in this slot (``orchestrator.radio``);
+            None without a radio.
+        slot_elapsed: fraction of the current slot already past, [0, 1).
     """
 
     now_s: float
@@ -126,6 +129,8 @@ class ClusterView:
     measured: Mapping[tuple[str, str, int], Measured] = field(default_factory=dict)
     model_rank: tuple[str, ...] = ()
     cache_models: int = 1
+    band_free: float | None = None
+    slot_elapsed: float = 0.0
 
     def agent(self, name: str) -> AgentState | None:
         return next((a for a in self.agents if a.name == name), None)
@@ -160,15 +165,18 @@ class RequestInfo:
     label: int
     steps: int | None = None  # the steps the user asked for, if any (they are kept)
     quality_floor: float | None = None
+    snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """Where a request runs and with how many denoising steps (None: the model's default)."""
+    """Where a request runs, with how many denoising steps (None: the model's default) and which
+    fraction of the slot's free downlink band (None: the ``[policy] bandwidth_share`` default)."""
 
     agent: str
     steps: int | None
     reason: str
+    bandwidth_share: float | None = None
 
 
 class NoAgent(Exception):

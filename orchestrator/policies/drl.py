@@ -147,10 +147,11 @@ class LearnedAllocation:
         action = self.act(obs)
         if self.tuning is not None:
             self.tuning.remember(request.request_id, obs, np.asarray(action, np.float32))
-        agent, steps = decode_allocation(action, view, request, self.layout)
+        agent, steps, share = decode_allocation(action, view, request, self.layout)
         if request.steps is not None:
             steps = request.steps
-        return Allocation(agent, steps, f"{self.name}: {steps} steps on {agent}")
+        band = "" if share is None else f", {share:.2f} of the free band"
+        return Allocation(agent, steps, f"{self.name}: {steps} steps on {agent}{band}", share)
 
 
 def load_trained(

@@ -13,7 +13,9 @@ demand, measured EWMAs). What the live cluster measures, the simulator draws fro
   (client -> daemon -> agent is two gRPC hops) + the cloud delay when served by the cloud;
 * a model load (a frame plan, or a request sent to an agent without the model) takes the
   profile's load time; the model counts as loaded when it is done, as the daemon sees it;
-* energy and quality per :mod:`orchestrator.sim.sampler`.
+* energy and quality per :mod:`orchestrator.sim.sampler`;
+* with a radio downlink (:mod:`orchestrator.radio`), the image's modeled transmission on the band
+  share its allocation took in its slot is added to the latency (as the live daemon waits it out).
 
 Not modeled: CPU contention between agents on one host, the daemon's own scoring time, telemetry.
 Results are :class:`~orchestrator.live_demo.RequestResult` rows, so the live and simulated runs are
@@ -35,6 +37,7 @@ from orchestrator.live_demo import OK, RequestResult
 from orchestrator.policies import build_policies
 from orchestrator.policies.base import (
     AgentState,
+    Allocation,
     AllocationPolicy,
     CachingPolicy,
     ClusterView,
@@ -42,6 +45,7 @@ from orchestrator.policies.base import (
     NoAgent,
     RequestInfo,
 )
+from orchestrator.radio import Downlink, SlotBand
 from orchestrator.sim.sampler import ModelSampler
 from orchestrator.utility import request_utility
 from orchestrator.workload import WorkloadRequest
@@ -66,6 +70,7 @@ class SimSettings:
             that clock; those before the workload starts are planned too, with no demand yet).
         mem_total_bytes: memory of an edge agent, bytes (None: unbounded).
         seed: seed of every draw (compute, quality, cloud delay).
+        downlink: the radio downlink every image crosses; None: no radio.
     """
 
     edge_agents: int = 2
@@ -75,6 +80,7 @@ class SimSettings:
     policy_clock_s: float = 0.0
     mem_total_bytes: int | None = None
     seed: int = 0
+    downlink: Downlink | None = None
 
 
 @dataclass
@@ -136,6 +142,7 @@ class SimCluster:
         self.requests_total: Counter[str] = Counter()
         self.last_request_s: dict[str, float] = {}
         self._done: list[tuple[float, int, str, str, int, float | None, float | None, float]] = []
+        self.band = SlotBand(settings.downlink.min_share) if settings.downlink is not None else None
 
     def agent(self, name: str) -> SimAgent:
         return next(a for a in self.agents if a.name == name)
@@ -160,7 +167,7 @@ class SimCluster:
             _, _, agent, model, steps, latency, energy, quality = heapq.heappop(self._done)
             self.measured.update(agent, model, steps, latency, energy, quality)
 
-    def view(self, now_s: float, slot: int, frame: int) -> ClusterView:
+    def view(self, now_s: float, slot: int, frame: int, slot_elapsed: float = 0.0) -> ClusterView:
         total = self.settings.mem_total_bytes
         agents = tuple(
             AgentState(
@@ -175,7 +182,8 @@ class SimCluster:
             now_s=now_s, slot=slot, frame=frame, agents=agents, requests_frame=dict(self.requests_frame),
             requests_total=dict(self.requests_total), last_request_s=dict(self.last_request_s),
             measured=self.measured.snapshot(), model_rank=self.policy.model_rank,
-            cache_models=self.policy.cache_models,
+            cache_models=self.policy.cache_models, band_free=None if self.band is None else self.band.free(slot),
+            slot_elapsed=slot_elapsed,
         )  # fmt: skip
 
     # --- decisions ------------------------------------------------------------------------------
@@ -192,9 +200,20 @@ class SimCluster:
             for model in target:
                 agent.load(model, now_s)
 
-    def serve(self, req: WorkloadRequest, agent_name: str, steps: int, now_s: float) -> RequestResult:
-        """Run ``req`` on ``agent_name`` at ``steps``; the modeled result."""
+    def serve(
+        self, req: WorkloadRequest, agent_name: str, steps: int, now_s: float, slot: int = 0,
+        band_fraction: float | None = None,
+    ) -> RequestResult:  # fmt: skip
+        """Run ``req`` on ``agent_name`` at ``steps``, its image sent on ``band_fraction`` of the free band of
+        ``slot`` (None: the policy's default; no radio: ignored); the modeled result."""
         agent = self.agent(agent_name)
+        share, downlink_s = None, 0.0
+        if self.band is not None and self.settings.downlink is not None:
+            if req.snr_db is None:
+                raise ValueError(f"request {req.id}: snr_db: the simulated downlink needs each request's SNR")
+            fraction = band_fraction if band_fraction is not None else self.policy.bandwidth_share
+            share = self.band.grant(slot, fraction)
+            downlink_s = self.settings.downlink.tx_time_s(share, req.snr_db)
         sampler = agent.samplers[req.model]
         loaded_model = False
         ready_s = now_s
@@ -206,19 +225,20 @@ class SimCluster:
         end_s = start_s + draw.compute_s
         agent.free_at_s[req.model] = end_s
         delay_s = self.cloud_delay_s() if agent.is_cloud else 0.0
-        latency_s = end_s - now_s + self.settings.hops * draw.overhead_s + delay_s
-        done_s = now_s + latency_s
+        served_s = end_s - now_s + self.settings.hops * draw.overhead_s + delay_s  # what the agent side took
+        latency_s = served_s + downlink_s
+        done_s = now_s + served_s
         heapq.heappush(agent.pending, done_s)
         quality = None if np.isnan(draw.quality) else draw.quality
         if latency_s > req.deadline_s:
             util = request_utility(0.0, req.deadline_s, None, req.w_latency, req.w_energy, req.quality_floor)
             return RequestResult(
                 req.id, req.user, req.slot, req.model, "DEADLINE_EXCEEDED", "", req.deadline_s, 0.0, None,
-                "unavailable", None, 0, False, util.value,
+                "unavailable", None, 0, False, util.value, 0.0, share,
             )  # fmt: skip
         heapq.heappush(
             self._done,
-            (done_s, req.id, agent.name, req.model, steps, None if loaded_model else latency_s, draw.energy_j, quality),
+            (done_s, req.id, agent.name, req.model, steps, None if loaded_model else served_s, draw.energy_j, quality),
         )
         util = request_utility(
             quality if quality is not None else 0.0, latency_s, draw.energy_j, req.w_latency, req.w_energy,
@@ -227,7 +247,7 @@ class SimCluster:
         hit = not agent.is_cloud and not loaded_model
         return RequestResult(
             req.id, req.user, req.slot, req.model, OK, agent.name, latency_s, 0.0, draw.energy_j, draw.energy_source,
-            quality, steps, hit, util.value,
+            quality, steps, hit, util.value, downlink_s, share,
         )  # fmt: skip
 
 
@@ -277,6 +297,9 @@ class SimEpisode:
     def _slot(self, now_s: float) -> int:
         return int((now_s + self.settings.policy_clock_s) // self.policy.slot_s)
 
+    def _slot_elapsed(self, now_s: float) -> float:
+        return ((now_s + self.settings.policy_clock_s) % self.policy.slot_s) / self.policy.slot_s
+
     def frame_due(self) -> bool:
         """A frame boundary comes before (or at) the next request's arrival."""
         return not self.done and self.boundary_s <= self.requests[self.index].arrival_s
@@ -304,14 +327,21 @@ class SimEpisode:
             cluster.requests_total[req.model] += 1
             cluster.last_request_s[req.model] = req.arrival_s
             self._counted = self.index
-        view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame)
-        return req, view, RequestInfo(f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor)
+        view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame, self._slot_elapsed(req.arrival_s))
+        info = RequestInfo(f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db)
+        return req, view, info
 
-    def serve(self, agent: str, steps: int | None) -> RequestResult:
-        """Serve the next request on ``agent`` at ``steps`` (None: the policy's fixed steps)."""
+    def serve(self, agent: str, steps: int | None, band_fraction: float | None = None) -> RequestResult:
+        """Serve the next request on ``agent`` at ``steps`` (None: the policy's fixed steps), its image on
+        ``band_fraction`` of the slot's free downlink band (None: the policy's ``bandwidth_share``)."""
         req = self.requests[self.index]
-        result = self.cluster.serve(req, agent, steps if steps is not None else self.policy.fixed_steps, req.arrival_s)
+        steps = steps if steps is not None else self.policy.fixed_steps
+        result = self.cluster.serve(req, agent, steps, req.arrival_s, self._slot(req.arrival_s), band_fraction)
         return self._record(result)
+
+    def allocate(self, choice: Allocation) -> RequestResult:
+        """Serve the next request as an allocation policy chose."""
+        return self.serve(choice.agent, choice.steps, choice.bandwidth_share)
 
     def fail(self) -> RequestResult:
         """The next request found no agent (UNAVAILABLE, zero quality and latency)."""
@@ -368,5 +398,5 @@ def simulate(
         except NoAgent:
             episode.fail()
             continue
-        episode.serve(choice.agent, choice.steps)
+        episode.allocate(choice)
     return episode.results

@@ -81,7 +81,9 @@ class _FixedActor:
         layout = backend.layout()
         self.action = np.full(layout.allocation_act_dim, 0.0, np.float32)
         self.action[0] = 2 * (np.log2(8) / np.log2(layout.max_steps)) - 1
-        self.action[-1] = -1.0  # the cloud last
+        self.action[len(layout.servers)] = -1.0  # the cloud last
+        if layout.radio:  # the band fraction the fixed policies take
+            self.action[-1] = 2 * backend.policy.bandwidth_share - 1
 
     def act(self, obs, deterministic: bool = False) -> np.ndarray:
         return self.action

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from orchestrator.utility import class_probabilities, per_image_quality, request_utility
-from orchestrator.workload import Workload, WorkloadError, zipf_pmf
+from orchestrator.workload import RADIO_STREAM, USER_STREAM, Workload, WorkloadError, zipf_pmf
 from profiles.scenario import Scenario, load_scenario
 
 MODELS = ("m-a", "m-b", "m-c", "m-d", "m-e")
@@ -205,3 +206,74 @@ def test_per_image_quality() -> None:
         per_image_quality(probs, 2)
     with pytest.raises(ValueError, match="label"):
         per_image_quality(big, 0)  # a batch needs one label per image
+
+
+RADIO = {"bandwidth_hz": 1e6, "image_bytes": 4096, "snr_db": [0.0, 20.0], "fading": "rayleigh"}
+
+
+def test_radio_snr_per_request_and_other_draws_unchanged() -> None:
+    plain = Workload.from_scenario(scenario())
+    radio = Workload.from_scenario(scenario(radio=RADIO))
+    a, b = plain.requests(400), radio.requests(400)
+    assert len(a) == len(b) > 500
+    assert all(r.snr_db is None for r in a) and all(u.snr_db is None for u in plain.users)  # no radio, no SNR
+    assert all(r.snr_db is not None and math.isfinite(r.snr_db) for r in b)
+    # the radio only adds draws: users, arrivals, models, labels and weights are those of the plain run
+    assert [dataclasses.replace(u, snr_db=None) for u in radio.users] == list(plain.users)
+    assert [dataclasses.replace(r, snr_db=None) for r in b] == a
+    # its means lie in [low, high], drawn per user
+    means = [u.snr_db for u in radio.users]
+    assert all(0.0 <= m <= 20.0 for m in means) and len(set(means)) == len(means)
+    # the documented streams: means on user-parameter stream 4, fading on a radio stream per user
+    assert means == pytest.approx(np.random.default_rng((7, USER_STREAM, 4)).uniform(0.0, 20.0, 4).tolist())
+    for user in radio.users:
+        mine = [r.snr_db for r in b if r.user == user.user]
+        fading = np.random.default_rng((7, RADIO_STREAM, user.user)).exponential(1.0, len(mine))
+        assert mine == pytest.approx((user.snr_db + 10 * np.log10(fading)).tolist(), abs=1e-9)
+    # the radio draws depend on the seed as the others do
+    other = Workload.from_scenario(scenario(radio=RADIO), seed=8)
+    assert [u.snr_db for u in other.users] != means
+
+
+def test_radio_without_fading_reports_the_users_mean() -> None:
+    wl = Workload.from_scenario(scenario(radio=RADIO | {"fading": "none"}))
+    reqs = wl.requests(200)
+    assert reqs
+    for r in reqs:
+        assert r.snr_db == wl.users[r.user].snr_db
+    fixed = Workload.from_scenario(scenario(radio=RADIO | {"fading": "none", "snr_db": 17.5}))
+    assert all(u.snr_db == 17.5 for u in fixed.users)
+    assert all(r.snr_db == 17.5 for r in fixed.requests(50))
+
+
+def test_rayleigh_fading_has_unit_mean_power(long_run: tuple[Workload, list]) -> None:
+    _, plain = long_run
+    wl = Workload.from_scenario(scenario(radio=RADIO))
+    reqs = wl.requests()
+    assert len(reqs) == len(plain) > 10_000  # the same arrivals as the plain long run
+    gains = np.array([10 ** ((r.snr_db - wl.users[r.user].snr_db) / 10) for r in reqs])
+    assert gains.min() > 0
+    # |h|^2 ~ Exp(1): mean 1, sd 1, so the sample mean's sd is 1/sqrt(n) (< 0.01 here): 5 sd of slack
+    n = len(gains)
+    assert abs(gains.mean() - 1.0) < 5 / math.sqrt(n)
+    # an exponential's sd equals its mean; the sample sd's own sd is about sqrt(2/n) (fourth moment 9)
+    assert abs(gains.std() - 1.0) < 5 * math.sqrt(2 / n)
+    # P(|h|^2 <= x) = 1 - exp(-x): the fading is exponential, not only of the right mean
+    for x in (0.1, 0.5, 1.0, 2.0):
+        p = 1 - math.exp(-x)
+        assert abs((gains <= x).mean() - p) < 5 * math.sqrt(p * (1 - p) / n), x
+    # per user too: the fading draws are independent of the user's mean
+    for user in wl.users:
+        g = np.array([10 ** ((r.snr_db - user.snr_db) / 10) for r in reqs if r.user == user.user])
+        assert abs(g.mean() - 1.0) < 5 / math.sqrt(len(g)), user
+    # Rayleigh fading changes the SNR of every request: not the user's mean
+    assert np.mean([r.snr_db == wl.users[r.user].snr_db for r in reqs]) < 0.01
+
+
+def test_fading_draws_are_clipped_to_the_snrs_a_request_may_report() -> None:
+    from orchestrator.radio import SNR_MAX_DB, SNR_MIN_DB
+
+    for mean in (SNR_MAX_DB, SNR_MIN_DB):  # fades reach ~+10 dB above and far below the mean
+        snrs = [r.snr_db for r in Workload.from_scenario(scenario(radio=RADIO | {"snr_db": mean})).requests(400)]
+        assert all(SNR_MIN_DB <= s <= SNR_MAX_DB for s in snrs)
+        assert snrs.count(mean) > len(snrs) / 10  # many were clipped to the bound: the test saw clipping

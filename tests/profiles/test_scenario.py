@@ -148,3 +148,81 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         Scenario.load(bad)
     with pytest.raises(ScenarioError, match=r"nope\.toml"):
         load_scenario("nope")
+
+
+RADIO = {"bandwidth_hz": 2e6, "image_bytes": 4096, "snr_db": [5.0, 25.0], "fading": "rayleigh", "min_share": 0.1}
+
+
+def write_with_radio(tmp_path: Path, **over: object) -> Path:
+    """t2drl.toml with a [radio] table (``RADIO`` with ``over``; a value None: the field removed)."""
+    data = copy.deepcopy(shipped_data())
+    radio = dict(RADIO)
+    for key, value in over.items():
+        if value is None:
+            radio.pop(key)
+        else:
+            radio[key] = value
+    data["radio"] = radio
+    path = tmp_path / "t2drl.toml"
+    path.write_text(_to_toml(data))
+    return path
+
+
+def test_radio_table_loads(tmp_path: Path) -> None:
+    no_radio = {k: v for k, v in shipped_data().items() if k != "radio"}
+    assert Scenario.build(**no_radio).radio is None  # no [radio] table: no downlink
+    sc = Scenario.load(write_with_radio(tmp_path))
+    assert sc.radio is not None
+    assert sc.radio.bandwidth_hz == 2e6 and sc.radio.image_bytes == 4096
+    assert sc.radio.snr_db == (5.0, 25.0) and sc.radio.fading == "rayleigh" and sc.radio.min_share == 0.1
+    # everything else is the shipped scenario
+    assert sc.model_copy(update={"radio": None}) == Scenario.build(**no_radio)
+    # defaults and a single number (every user gets it)
+    sc = Scenario.load(write_with_radio(tmp_path, fading=None, min_share=None, snr_db=12))
+    assert sc.radio is not None
+    assert sc.radio.fading == "rayleigh" and sc.radio.min_share == 0.05 and sc.radio.snr_db == (12.0, 12.0)
+    data = shipped_data() | {"radio": RADIO | {"fading": "none", "snr_db": -50}}
+    assert Scenario.build(**data).radio.fading == "none"
+    assert Scenario.build(**(shipped_data() | {"radio": RADIO | {"snr_db": [-50, 80]}})).radio.snr_db == (-50, 80)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("bandwidth_hz", 0, "radio.bandwidth_hz: must be > 0"),
+        ("bandwidth_hz", -1e6, "radio.bandwidth_hz: must be > 0"),
+        ("bandwidth_hz", "wide", "radio.bandwidth_hz"),
+        ("bandwidth_hz", None, "radio.bandwidth_hz: missing"),
+        ("image_bytes", 0, "radio.image_bytes: must be >= 1"),
+        ("image_bytes", None, "radio.image_bytes: missing"),
+        ("snr_db", 81, "radio.snr_db: must be <= 80"),
+        ("snr_db", -51, "radio.snr_db: must be >= -50"),
+        ("snr_db", [0, 100], "radio.snr_db: must be <= 80"),
+        ("snr_db", [-60, 10], "radio.snr_db: must be >= -50"),
+        ("snr_db", [30, 10], "radio.snr_db: low must not exceed high"),
+        ("snr_db", [1, 2, 3], "radio.snr_db: must be a number or [low, high]"),
+        ("snr_db", None, "radio.snr_db: missing"),
+        ("fading", "rician", "radio.fading"),
+        ("min_share", 0, "radio.min_share: must be > 0"),
+        ("min_share", 1.5, "radio.min_share: must be <= 1"),
+        ("fixed_share", 0, "radio.fixed_share: must be > 0"),
+        ("fixed_share", 2, "radio.fixed_share: must be <= 1"),
+        ("power_dbm", 20, "radio.power_dbm: unknown field"),
+    ],
+)
+def test_invalid_radio_field_names_the_field(tmp_path: Path, field: str, value: object, expected: str) -> None:
+    path = write_with_radio(tmp_path, **{field: value})
+    with pytest.raises(ScenarioError) as info:
+        Scenario.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert f"t2drl.toml: {expected}" in message, message
+
+
+def test_invalid_radio_field_names_the_field_when_built() -> None:
+    with pytest.raises(ScenarioError, match=r"^radio\.bandwidth_hz: must be > 0"):
+        Scenario.build(**(shipped_data() | {"radio": RADIO | {"bandwidth_hz": 0}}))
+    with pytest.raises(ScenarioError, match=r"^radio\.fading"):
+        Scenario.build(**(shipped_data() | {"radio": RADIO | {"fading": "nakagami"}}))
+    with pytest.raises(ScenarioError, match=r"^radio\.snr_db: must not be NaN"):
+        Scenario.build(**(shipped_data() | {"radio": RADIO | {"snr_db": float("nan")}}))

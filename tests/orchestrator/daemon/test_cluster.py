@@ -95,6 +95,7 @@ def test_requests_are_routed_and_every_one_is_stored(cluster) -> None:
         "zero-steps": (dict(model="tiny", label=0, steps=0), grpc.StatusCode.INVALID_ARGUMENT, "steps"),
         "long": (dict(model="tiny", label=0, deadline_s=1e6), grpc.StatusCode.INVALID_ARGUMENT, "deadline_s"),
         "bad-label": (dict(model="tiny", label=99), grpc.StatusCode.INVALID_ARGUMENT, "label"),
+        "bad-snr": (dict(model="tiny", label=0, snr_db=500.0), grpc.StatusCode.INVALID_ARGUMENT, "snr_db"),
     }
     for request_id, (kwargs, code, field) in failures.items():
         with pytest.raises(grpc.RpcError) as err:
@@ -116,7 +117,7 @@ def test_requests_are_routed_and_every_one_is_stored(cluster) -> None:
         _, outcome, _, latency_s, _, _, _, error = by_id[request_id]
         assert outcome == code.name.lower() and field in error and latency_s >= 0
     counts = cluster.client.status().requests_by_outcome
-    assert counts == {"ok": 11, "not_found": 1, "invalid_argument": 3}
+    assert counts == {"ok": 11, "not_found": 1, "invalid_argument": 4}
 
 
 def test_telemetry_of_both_agents_is_stored_with_consecutive_seqs(cluster, wait_for) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchestrator.envs.features import Layout, cache_configs, decode_allocation, steps_of
+from orchestrator.envs.features import SE_SCALE, Layout, cache_configs, decode_allocation, steps_of
 from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
 from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.fixed_steps import FixedSteps
+from orchestrator.radio import Downlink
 from orchestrator.sim.cluster import simulate
 from orchestrator.workload import Workload
+from profiles.scenario import Scenario, load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +114,9 @@ def test_learned_policies_run_unchanged_in_the_simulator(backend) -> None:
     one_edge = dataclasses.replace(backend, settings=dataclasses.replace(backend.settings, edge_agents=1))
     layout = one_edge.layout()
     a0 = 2 * (np.log2(8) / np.log2(32)) - 1
-    actor = LearnedAllocation(lambda obs: np.array([a0, 1.0, -1.0]), layout)
+    # a [radio] scenario: the band fraction FixedSteps gets by default (the policy's bandwidth_share)
+    band = [2 * one_edge.policy.bandwidth_share - 1] if layout.radio else []
+    actor = LearnedAllocation(lambda obs: np.array([a0, 1.0, -1.0, *band]), layout)
     caching = LearnedCaching(lambda obs, mask: 0, layout)  # always the first plan: edge-1 keeps the first model
     requests = Workload.from_scenario(one_edge.scenario, 3).requests(40)
     ours = simulate(requests, one_edge.samplers, one_edge.policy, one_edge.settings, policies=(caching, actor))
@@ -126,4 +131,132 @@ def test_learned_policies_run_unchanged_in_the_simulator(backend) -> None:
         requests, one_edge.samplers, one_edge.policy, one_edge.settings, policies=(FirstModel(), FixedSteps(8))
     )
     assert ours == heuristic
-    assert {r.agent for r in ours} == {"edge-1", "cloud"} and {r.steps for r in ours} == {8}
+    served = [r for r in ours if r.outcome == "ok"]  # a slow downlink may miss the deadline (no agent reported)
+    assert len(served) > len(ours) / 2
+    assert {r.agent for r in served} == {"edge-1", "cloud"} and {r.steps for r in served} == {8}
+
+
+# --- the radio downlink ---------------------------------------------------------------------------------------------
+
+#: A fast downlink with a known, fixed SNR (no fading): every image's transmission time follows from its share alone.
+RADIO = {"bandwidth_hz": 1e7, "image_bytes": 10_000, "snr_db": 20.0, "fading": "none", "min_share": 0.05}
+
+
+def t2drl_with_radio(radio: dict | None) -> Scenario:
+    """The shipped t2drl scenario with ``radio`` as its [radio] table (None: no radio)."""
+    data = load_scenario("t2drl").model_dump()
+    data.pop("radio", None)
+    return Scenario.build(**data, **({"radio": radio} if radio is not None else {}))
+
+
+@pytest.fixture(scope="module")
+def plain_backend() -> SimBackend:
+    return SimBackend.from_scenario(t2drl_with_radio(None), "x86-cpu", episode_slots=30)
+
+
+@pytest.fixture(scope="module")
+def radio_backend() -> SimBackend:
+    return SimBackend.from_scenario(t2drl_with_radio(RADIO), "x86-cpu", episode_slots=30)
+
+
+def test_radio_grows_the_allocation_spaces(plain_backend, radio_backend) -> None:
+    assert plain_backend.settings.downlink is None and not plain_backend.layout().radio
+    link = radio_backend.settings.downlink
+    assert link == Downlink(RADIO["bandwidth_hz"], RADIO["image_bytes"], RADIO["min_share"])
+    assert radio_backend.layout().radio
+    plain, radio = AllocationEnv(plain_backend), AllocationEnv(radio_backend)
+    assert radio.observation_space.shape == (plain.observation_space.shape[0] + 3,)
+    assert radio.action_space.shape == (plain.action_space.shape[0] + 1,)
+    assert CachingEnv(radio_backend).observation_space == CachingEnv(plain_backend).observation_space
+    for env in (CachingEnv(radio_backend), radio):
+        check_env(env, skip_render_check=True)
+        sb3_env_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+        sb3_env_checker.check_env(env, warn=True)
+    # without a radio no band is taken and no image waits
+    plain.reset(seed=1)
+    _, _, _, _, info = plain.step(np.zeros(plain.action_space.shape, np.float32))
+    assert info["bandwidth_share"] is None and info["downlink_s"] == 0.0
+
+
+def run_radio_episode(env: AllocationEnv, band_action, seed: int = 4) -> list[dict]:
+    """One episode; ``band_action(obs, rng)`` sets the last action entry (the others: 8 steps, edge-1 first).
+    One row per request: the request, the observation it was decided on, the action and the step's info."""
+    rng = np.random.default_rng(seed)
+    a0 = 2 * (np.log2(8) / np.log2(32)) - 1
+    obs, _ = env.reset(seed=seed)
+    rows, done = [], False
+    while not done:
+        episode = env._episode
+        req = episode.requests[episode.index]
+        action = np.full(env.action_space.shape, -1.0, np.float32)
+        action[0], action[1] = a0, 1.0
+        action[-1] = band_action(obs, rng)
+        next_obs, reward, done, _, info = env.step(action)
+        rows.append({"req": req, "obs": obs, "action": action, "info": info, "reward": reward})
+        obs = next_obs
+    return rows
+
+
+def test_radio_observation_and_band_ledger(radio_backend) -> None:
+    env = AllocationEnv(radio_backend)
+    link = radio_backend.settings.downlink
+    slot_s = radio_backend.scenario.timing.slot_s
+    rows = run_radio_episode(env, lambda obs, rng: rng.choice([rng.uniform(-1, 1), -1.0, 1.0, 3.0]))
+    assert len(rows) > 30
+    granted: dict[int, float] = {}
+    for row in rows:
+        req, obs, info = row["req"], row["obs"], row["info"]
+        assert {"bandwidth_share", "downlink_s", "outcome", "latency_s"} <= set(info)
+        # observation: spectral efficiency, free band, slot elapsed
+        se = math.log2(1 + 10 ** (RADIO["snr_db"] / 10))
+        assert obs[-3] == pytest.approx(min(se / SE_SCALE, 1.0), abs=1e-6)
+        free = 1.0 - granted.get(req.slot, 0.0)
+        assert obs[-2] == pytest.approx(free, abs=1e-6)
+        assert obs[-1] == pytest.approx((req.arrival_s % slot_s) / slot_s, abs=1e-5)
+        # the share: the action's fraction (at least the floor, at most 1) of what was free
+        fraction = (float(np.clip(row["action"][-1], -1, 1)) + 1) / 2
+        share = info["bandwidth_share"]
+        assert share == pytest.approx(min(max(fraction, RADIO["min_share"]), 1.0) * free, abs=1e-9)
+        granted[req.slot] = granted.get(req.slot, 0.0) + share
+        assert granted[req.slot] <= 1.0 + 1e-9
+        if info["outcome"] == "ok":
+            assert info["downlink_s"] == pytest.approx(link.tx_time_s(share, RADIO["snr_db"]), rel=1e-9)
+            assert info["latency_s"] >= info["downlink_s"] > 0
+    assert any(v > 0.99 for v in granted.values())  # some slots gave all their band away
+    assert sum(1 for row in rows if row["obs"][-2] < 1.0) > 5  # and many requests shared a slot
+
+
+def test_taking_the_whole_band_starves_the_rest_of_the_slot(radio_backend) -> None:
+    env = AllocationEnv(radio_backend)
+
+    def first_takes(a_first: float):
+        """The first request of a slot (its whole band free) acts ``a_first``; the others ask half the free band."""
+        return lambda obs, rng: a_first if obs[-2] == 1.0 else 0.0
+
+    modest = run_radio_episode(env, first_takes(0.0))  # everyone: half of what is free
+    greedy = run_radio_episode(env, first_takes(0.9))  # the first takes 95 % of the band
+    everything = run_radio_episode(env, first_takes(1.0))  # the first takes it all
+    assert [r["req"] for r in modest] == [r["req"] for r in greedy] == [r["req"] for r in everything]
+    followers = [i for i, r in enumerate(modest) if r["obs"][-2] < 1.0]
+    assert len(followers) > 5
+    assert followers == [i for i, r in enumerate(greedy) if r["obs"][-2] < 1.0]
+    for i, row in enumerate(modest):
+        m, g, e = row["info"], greedy[i]["info"], everything[i]["info"]
+        if i not in followers:  # the first of its slot: more band, a faster image
+            assert g["bandwidth_share"] == pytest.approx(0.95) and m["bandwidth_share"] == 0.5
+            assert e["bandwidth_share"] == 1.0
+            if m["outcome"] == g["outcome"] == "ok":
+                assert g["downlink_s"] < m["downlink_s"]
+            continue
+        # the k-th follower gets 0.5^k of the 5 % left (greedy) vs 0.5^k of the 50 % left (modest): a tenth
+        # (rel 1e-6: the action is float32, so 0.9 is 0.9 +- 3e-8)
+        assert g["bandwidth_share"] == pytest.approx(m["bandwidth_share"] / 10, rel=1e-6)
+        assert m["outcome"] == "ok"
+        if g["outcome"] == "ok":
+            assert g["downlink_s"] == pytest.approx(10 * m["downlink_s"], rel=1e-6)
+            assert g["downlink_s"] > 5 * m["downlink_s"]
+        # nothing left at all: the image never goes out, the deadline passes and the utility drops
+        assert e["bandwidth_share"] == 0.0
+        assert e["outcome"] == "DEADLINE_EXCEEDED"
+        assert everything[i]["reward"] < row["reward"]
+    assert sum(greedy[i]["info"]["outcome"] == "ok" for i in followers) > 5

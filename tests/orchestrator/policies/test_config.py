@@ -44,3 +44,18 @@ def test_a_scenario_supplies_the_settings_not_given(tmp_path) -> None:
     assert (policy.w_latency, policy.w_energy, policy.slot_s, policy.frame_slots) == (0.7, 0.5, 0.5, 4)
     assert (policy.cache_models, policy.model_rank) == (2, ("y", "x"))
     assert policy.evaluator == str(tmp_path / "ev")  # relative to the file
+
+
+def test_a_scenario_with_a_radio_table_gives_the_daemon_its_downlink() -> None:
+    from orchestrator.config import PolicyConfig
+    from profiles.scenario import load_scenario
+
+    radio = load_scenario("t2drl").radio
+    assert radio is not None
+    config = PolicyConfig(scenario="t2drl", caching="random", allocation="fixed-steps")
+    assert config.radio is not None
+    assert (config.radio.bandwidth_hz, config.radio.image_bytes, config.radio.min_share) == (
+        radio.bandwidth_hz, radio.image_bytes, radio.min_share,
+    )  # fmt: skip
+    assert config.bandwidth_share == radio.fixed_share
+    assert PolicyConfig(scenario="t2drl", bandwidth_share=0.9).bandwidth_share == 0.9  # explicit settings win

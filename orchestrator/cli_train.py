@@ -4,9 +4,10 @@
 
 - ``--env waterfill --algo d3pg|ddpg|sac|td3 --channels N``: the sanity problem with a known optimum
   (:mod:`orchestrator.train_waterfill`);
-- ``--env t2drl --scenario S --algo t2drl|ddqn+ddpg|random+d3pg --backend sim``: two-timescale caching
-  and allocation on the simulator fitted from the measured profiles (:mod:`orchestrator.t2drl`); the
-  env is implied by a T2DRL ``--algo``.
+- ``--env t2drl --scenario S --algo t2drl|ddqn+ddpg|random+d3pg --backend sim|live``: two-timescale
+  caching and allocation on the simulator fitted from the measured profiles, or on a live local
+  cluster in real time (:mod:`orchestrator.t2drl`, :mod:`orchestrator.envs.live`); the env is implied
+  by a T2DRL ``--algo``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ENVS = {"waterfill": ("d3pg", "ddpg", "sac", "td3"), "t2drl": ("t2drl", "ddqn+dd
 """env name -> the algorithms it can train"""
 PLANNED = ("caching", "allocation")
 BACKENDS = ("sim", "live")
+AGENT_DEVICES = ("auto", "cpu")
 
 
 @app.command()
@@ -36,7 +38,11 @@ def train(
     ] = "d3pg",
     scenario: Annotated[str, typer.Option(help="t2drl: shipped scenario name or scenario TOML")] = "t2drl",
     device: Annotated[str, typer.Option(help="t2drl: device whose model profiles drive the simulator")] = "x86-cpu",
-    backend: Annotated[str, typer.Option(help="t2drl: sim (live: run trained policies with edgetb demo)")] = "sim",
+    backend: Annotated[
+        str, typer.Option(help="t2drl: sim, or live (a local cluster in OUT/live-cluster, real time: size --config)")
+    ] = "sim",
+    agent_device: Annotated[str, typer.Option(help="t2drl --backend live: the agents' device, auto | cpu")] = "auto",
+    slot_s: Annotated[float | None, typer.Option(help="t2drl --backend live: slot length, s")] = None,
     channels: Annotated[int, typer.Option(help="waterfill: number of channels N")] = 10,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     out: Annotated[Path, typer.Option(help="output folder (result.json, curve, checkpoint)")] = Path("runs/train"),
@@ -69,7 +75,9 @@ def train(
         raise typer.BadParameter("--config: must be a JSON object")
 
     if env == "t2drl":
-        _train_t2drl(algo, scenario, device, backend, seed, out, time_budget_s, steps, overrides, threads)
+        _train_t2drl(
+            algo, scenario, device, backend, seed, out, time_budget_s, steps, overrides, threads, agent_device, slot_s
+        )
         return
     from orchestrator.train_waterfill import train_waterfill
 
@@ -92,34 +100,35 @@ def train(
 
 def _train_t2drl(
     algo: str, scenario: str, device: str, backend: str, seed: int, out: Path, time_budget_s: float,
-    steps: int | None, overrides: dict, threads: int,
+    steps: int | None, overrides: dict, threads: int, agent_device: str, slot_s: float | None,
 ) -> None:  # fmt: skip
     if backend not in BACKENDS:
         console.print(f"[red]edgetb train: --backend {backend!r} is not one of {', '.join(BACKENDS)}[/red]")
         raise typer.Exit(2)
-    if backend == "live":
-        console.print(
-            "[red]edgetb train: --backend live is not available yet: train with --backend sim, then run the "
-            "trained policies on the live cluster[/red]"
-        )
+    if agent_device not in AGENT_DEVICES:
+        console.print(f"[red]edgetb train: --agent-device {agent_device!r} is not one of auto, cpu[/red]")
         raise typer.Exit(2)
+    if slot_s is not None and not slot_s > 0:
+        raise typer.BadParameter(f"--slot-s: {slot_s} must be > 0")
+    from orchestrator.cluster import ClusterError
     from orchestrator.t2drl import train_t2drl
     from profiles.scenario import ScenarioError
 
     if steps is not None:
         overrides = {**overrides, "requests": steps}
-    console.print(
-        f"training {algo} on {scenario} (sim, {device} profiles, seed {seed}) for up to {time_budget_s:g} s ..."
-    )
+    where = f"sim, {device} profiles" if backend == "sim" else f"live local cluster, {agent_device} agents"
+    console.print(f"training {algo} on {scenario} ({where}, seed {seed}) for up to {time_budget_s:g} s ...")
     try:
         result = train_t2drl(
             algo, out, scenario=scenario, device=device, seed=seed, time_budget_s=time_budget_s, overrides=overrides,
-            threads=threads, log=lambda line: console.print(f"[dim]{line}[/dim]"),
+            threads=threads, log=lambda line: console.print(f"[dim]{line}[/dim]"), backend=backend,
+            agent_device=agent_device, slot_s=slot_s,
         )  # fmt: skip
-    except (ValueError, ScenarioError, OSError) as exc:
+    except (ValueError, ScenarioError, OSError, ClusterError) as exc:
         console.print(f"[red]edgetb train: {exc}[/red]")
         raise typer.Exit(1) from exc
-    table = Table(title=f"held-out workloads: {result['eval_episodes']} x {result['eval_slots']} slots (simulated)")
+    how = "simulated" if backend == "sim" else "live"
+    table = Table(title=f"held-out workloads: {result['eval_episodes']} x {result['eval_slots']} slots ({how})")
     for column in ("policy", "utility", "hit ratio", "mean latency (ms)", "mean quality"):
         table.add_column(column)
     for name, summary in result["policies"].items():

@@ -128,8 +128,9 @@ class PolicyConfig(BaseModel):
             ``random``, ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
             decisions: models stay as loaded).
         allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg``
-            (trained: ``checkpoint``), or ``router`` (the router's own choice: loaded first, else
-            most free memory).
+            (trained: ``checkpoint``), ``external`` (decided per request by code in the daemon's process:
+            the envs' live backend), or ``router`` (the router's own choice: loaded first, else most free
+            memory).
         slot_s: slot length, seconds.
         frame_slots: slots per caching frame.
         cache_models: models each edge agent keeps loaded.
@@ -158,7 +159,7 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     caching: Literal["none", "most-popular", "lru", "random", "no-cache", "ddqn"] = "none"
-    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg"] = "router"
+    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg", "external"] = "router"
     slot_s: float = Field(1.0, ge=0.01, le=3600.0)
     frame_slots: int = Field(10, ge=1, le=100_000)
     cache_models: int = Field(1, ge=0, le=1000)

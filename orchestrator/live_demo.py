@@ -110,6 +110,46 @@ def with_slot_s(scenario: Scenario, slot_s: float | None) -> Scenario:
     return scenario.model_copy(update={"timing": scenario.timing.model_copy(update={"slot_s": float(slot_s)})})
 
 
+def submit_one(
+    client: OrchestratorClient, req: WorkloadRequest, lag_s: float, request_id: str
+) -> tuple[RequestResult, np.ndarray | None]:
+    """Submit one workload request now and wait for it; its result as the client saw it, and its image.
+
+    Args:
+        client: the daemon's client.
+        req: the request.
+        lag_s: how late the submission is against ``req.arrival_s``, s (recorded only).
+        request_id: the id it is submitted under.
+    """
+    started_s = time.monotonic()
+    try:
+        routed = client.submit(
+            req.model, req.label, deadline_s=req.deadline_s, seed=req.id, request_id=request_id, snr_db=req.snr_db
+        )
+    except grpc.RpcError as exc:
+        latency_s = time.monotonic() - started_s
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        outcome = code.name if code is not None else "ERROR"
+        util = request_utility(0.0, latency_s, None, req.w_latency, req.w_energy, req.quality_floor)
+        failed = RequestResult(
+            req.id, req.user, req.slot, req.model, outcome, "", latency_s, lag_s, None, "unavailable", None, 0, False,
+            util.value,
+        )  # fmt: skip
+        return failed, None
+    latency_s = time.monotonic() - started_s
+    quality = routed.quality
+    energy = routed.energy_j if routed.energy_j is not None and math.isfinite(routed.energy_j) else None
+    util = request_utility(
+        quality if quality is not None else 0.0, latency_s, energy, req.w_latency, req.w_energy, req.quality_floor
+    )
+    hit = routed.agent != CLOUD and not routed.loaded_model
+    result = RequestResult(
+        req.id, req.user, req.slot, req.model, OK, routed.agent, latency_s, lag_s, energy, routed.energy_source,
+        quality, routed.steps, hit, util.value, routed.downlink_s, routed.bandwidth_share,
+    )  # fmt: skip
+    return result, routed.image
+
+
 def replay(
     client: OrchestratorClient,
     requests: Sequence[WorkloadRequest],
@@ -134,43 +174,13 @@ def replay(
 
     def one(req: WorkloadRequest) -> RequestResult:
         try:
-            started_s = time.monotonic()
-            lag_s = max(0.0, started_s - t0_s - req.arrival_s)
-            try:
-                routed = client.submit(
-                    req.model,
-                    req.label,
-                    deadline_s=req.deadline_s,
-                    seed=req.id,
-                    request_id=f"demo-{req.id}",
-                    snr_db=req.snr_db,
-                )
-            except grpc.RpcError as exc:
-                latency_s = time.monotonic() - started_s
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                outcome = code.name if code is not None else "ERROR"
-                util = request_utility(0.0, latency_s, None, req.w_latency, req.w_energy, req.quality_floor)
-                return RequestResult(
-                    req.id, req.user, req.slot, req.model, outcome, "", latency_s, lag_s, None, "unavailable",
-                    None, 0, False, util.value,
-                )  # fmt: skip
-            latency_s = time.monotonic() - started_s
-            if samples is not None:
+            lag_s = max(0.0, time.monotonic() - t0_s - req.arrival_s)
+            result, image = submit_one(client, req, lag_s, f"demo-{req.id}")
+            if samples is not None and image is not None:
                 with lock:
                     if len(samples) < SAMPLES:
-                        samples[req.id] = routed.image
-            quality = routed.quality
-            energy = routed.energy_j if routed.energy_j is not None and math.isfinite(routed.energy_j) else None
-            util = request_utility(
-                quality if quality is not None else 0.0, latency_s, energy, req.w_latency, req.w_energy,
-                req.quality_floor,
-            )  # fmt: skip
-            hit = routed.agent != CLOUD and not routed.loaded_model
-            return RequestResult(
-                req.id, req.user, req.slot, req.model, OK, routed.agent, latency_s, lag_s, energy,
-                routed.energy_source, quality, routed.steps, hit, util.value, routed.downlink_s,
-                routed.bandwidth_share,
-            )  # fmt: skip
+                        samples[req.id] = image
+            return result
         finally:
             slots.release()
 

@@ -351,10 +351,17 @@ class PolicyLoop:
         finally:
             self.metrics.decision_seconds.labels("frame-plan").observe(time.perf_counter() - t0_s)
         self.frames_planned += 1
-        semaphore = asyncio.Semaphore(self.config.max_cache_ops)
-        await asyncio.gather(*(self._apply(agent, models, semaphore) for agent, models in sorted(plan.items())))
+        await self.apply_plan(plan, self.caching.name)
 
-    async def _apply(self, name: str, models: frozenset[str], semaphore: asyncio.Semaphore) -> None:
+    async def apply_plan(self, plan: dict[str, frozenset[str]], policy: str) -> None:
+        """Load and unload what ``plan`` changes on the up edge agents (each call a ``decisions`` row of ``policy``).
+
+        The frame clock calls it with its caching policy's plan; the envs' live backend with its own.
+        """
+        semaphore = asyncio.Semaphore(self.config.max_cache_ops)
+        await asyncio.gather(*(self._apply(agent, models, semaphore, policy) for agent, models in sorted(plan.items())))
+
+    async def _apply(self, name: str, models: frozenset[str], semaphore: asyncio.Semaphore, policy: str) -> None:
         entry = self.registry.get(name)
         if entry is None or entry.state != UP or name == self.config.cloud_agent:
             return
@@ -364,14 +371,15 @@ class PolicyLoop:
                         target[: self.config.cache_models])  # fmt: skip
             target = target[: self.config.cache_models]
         for model in sorted(entry.loaded_models - set(target)):  # unload first: the memory is needed
-            await self._cache_op("unload", entry, model, semaphore)
+            await self._cache_op("unload", entry, model, semaphore, policy)
         for model in target:
             if model not in entry.loaded_models:
-                await self._cache_op("load", entry, model, semaphore)
+                await self._cache_op("load", entry, model, semaphore, policy)
 
-    async def _cache_op(self, kind: str, entry: AgentEntry, model: str, semaphore: asyncio.Semaphore) -> None:
+    async def _cache_op(
+        self, kind: str, entry: AgentEntry, model: str, semaphore: asyncio.Semaphore, policy: str
+    ) -> None:
         """One LoadModel/UnloadModel call: measured, recorded, its failure logged (never raised)."""
-        assert self.caching is not None
         async with semaphore:
             t0_s, error = time.monotonic(), ""
             try:
@@ -391,7 +399,7 @@ class PolicyLoop:
             log.warning("policy loop: %s %s on %s failed after %.2f s: %s", kind, model, entry.name, time_s, error)
         self.metrics.cache_op_seconds.labels(entry.name, kind).observe(time_s)
         action = {"model": model, "ok": not error, "time_s": time_s, "error": error or None, "frame": self.frame}
-        self._decision(self.caching.name, f"cache-{kind}", entry.name, None, action)
+        self._decision(policy, f"cache-{kind}", entry.name, None, action)
 
     def _decision(self, policy: str, kind: str, agent: str, request_id: str | None, action: dict[str, Any]) -> None:
         self.store.put("decisions", (time.time(), policy, kind, agent, request_id, json.dumps(action)))

@@ -38,13 +38,13 @@ from orchestrator.envs.features import (
     caching_observation,
     decode_allocation,
 )
-from orchestrator.envs.t2drl import TRAIN_SEED_BOUND, SimBackend
+from orchestrator.envs.t2drl import TRAIN_SEED_BOUND, EnvBackend, SimBackend
 from orchestrator.live_demo import summarize
 from orchestrator.policies import build_policies
 from orchestrator.policies.base import NoAgent
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.random_cache import RandomCaching
-from orchestrator.sim.cluster import simulate
+from orchestrator.sim.cluster import run_episode
 
 ALGOS: dict[str, tuple[str, str]] = {
     "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
@@ -111,7 +111,7 @@ def _actor(kind: str, obs_dim: int, act_dim: int, seed: int, overrides: dict[str
 
 def train(
     algo: str,
-    backend: SimBackend,
+    backend: EnvBackend,
     cfg: T2DRLConfig,
     *,
     time_budget_s: float | None = None,
@@ -238,24 +238,21 @@ def eval_seeds(seed: int, episodes: int) -> list[int]:
 
 
 def evaluate(
-    backend: SimBackend, policies: dict[str, tuple[object, object]], seeds: list[int], slots: int
+    backend: EnvBackend, policies: dict[str, tuple[object, object]], seeds: list[int], slots: int
 ) -> dict[str, dict[str, object]]:
     """Replay the held-out workloads of ``seeds`` (``slots`` slots each) with every policy pair.
 
-    Every pair sees the same requests and cluster seeds; the summary is over all their requests.
+    Every pair sees the same requests (and, simulated, the same cluster seeds); the summary is over all
+    their requests. On a live backend each pair's episodes run one after the other in real time.
     """
-    from orchestrator.workload import Workload
-
     results: dict[str, list] = {name: [] for name in policies}
     for seed in seeds:
-        requests = Workload.from_scenario(backend.scenario, seed).requests(slots)
-        settings = dataclasses.replace(backend.settings, seed=seed)
         for name, pair in policies.items():
-            results[name].extend(simulate(requests, backend.samplers, backend.policy, settings, policies=pair))  # type: ignore[arg-type]
+            results[name].extend(run_episode(backend.episode(seed, slots), *pair))  # type: ignore[arg-type]
     return {name: summarize(rows) for name, rows in results.items()}
 
 
-def baseline_policies(backend: SimBackend, names: tuple[str, ...] = BASELINES) -> dict[str, tuple[object, object]]:
+def baseline_policies(backend: EnvBackend, names: tuple[str, ...] = BASELINES) -> dict[str, tuple[object, object]]:
     """The heuristic (caching, allocation) pairs named ``caching+allocation``."""
     pairs = {}
     for name in names:
@@ -266,7 +263,7 @@ def baseline_policies(backend: SimBackend, names: tuple[str, ...] = BASELINES) -
     return pairs
 
 
-def learned_policies(algo: str, learner, actor, backend: SimBackend, cfg: T2DRLConfig) -> tuple[object, object]:
+def learned_policies(algo: str, learner, actor, backend: EnvBackend, cfg: T2DRLConfig) -> tuple[object, object]:
     """The trained pair as policies: greedy caching (or random) and the deterministic actor."""
     layout = backend.layout(cfg.min_steps, cfg.max_steps)
     caching = (
@@ -288,12 +285,21 @@ def train_t2drl(
     overrides: dict[str, Any] | None = None,
     threads: int = 1,
     log: Callable[[str], None] | None = None,
+    backend: str = "sim",
+    agent_device: str = "auto",
+    slot_s: float | None = None,
 ) -> dict:
-    """Train ``algo`` on the simulated ``scenario``, evaluate it against the baselines, write ``out``.
+    """Train ``algo`` on ``scenario``, evaluate it against the baselines, write ``out``.
 
     Writes ``result.json`` (config, training history, per-policy summaries on the held-out
     workloads), ``learning_curve.png``, and the checkpoints ``allocation.pt`` and (DDQN variants)
     ``caching.pt``.
+
+    Args:
+        backend: ``sim`` (the simulator from ``device``'s model profiles) or ``live`` (a local cluster
+            started in ``out/live-cluster`` with ``agent_device`` agents; real time, one request at a time:
+            size ``requests``, ``eval_episodes`` and ``eval_slots`` for it).
+        slot_s: live: another slot length, s (None: the scenario's).
     """
     known = {f.name for f in dataclasses.fields(T2DRLConfig)}
     unknown = sorted(set(overrides or {}) - known)
@@ -303,33 +309,46 @@ def train_t2drl(
     for name in ("allocation", "caching"):  # partial overrides extend the defaults
         if overrides and name in overrides:
             setattr(cfg, name, {**getattr(T2DRLConfig(), name), **overrides[name]})
-    backend = SimBackend.from_scenario(scenario, device)
+    if backend not in ("sim", "live"):
+        raise ValueError(f"backend: {backend!r} is not one of sim, live")
+    sim = SimBackend.from_scenario(scenario, device)  # live: its model memory sizes the caching mask
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    env: EnvBackend = sim
+    live = None
+    if backend == "live":
+        from orchestrator.envs.live import LiveBackend
+
+        live = env = LiveBackend.start(
+            scenario, device=agent_device, slot_s=slot_s, run_dir=out / "live-cluster", mem=sim.mem_bytes()
+        )
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        learner, actor, history = train(algo, backend, cfg, time_budget_s=time_budget_s, log=log)
+        learner, actor, history = train(algo, env, cfg, time_budget_s=time_budget_s, log=log)
         actor.save(out / "allocation.pt")
         if learner is not None:
             learner.save(out / "caching.pt")
-        pairs = {algo: learned_policies(algo, learner, actor, backend, cfg), **baseline_policies(backend)}
-        summaries = evaluate(backend, pairs, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots)
+        pairs = {algo: learned_policies(algo, learner, actor, env, cfg), **baseline_policies(env)}
+        summaries = evaluate(env, pairs, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots)
     finally:
         torch.set_num_threads(previous)
+        if live is not None:
+            live.close()
     result = {
-        "algo": algo, "caching": ALGOS[algo][0], "allocation": ALGOS[algo][1], "scenario": backend.scenario.name,
-        "device": device, "profiles": {m: s.profile.provenance.method for m, s in backend.samplers.items()},
-        "backend": "sim", "seed": seed, "eval_seeds": eval_seeds(seed, cfg.eval_episodes),
+        "algo": algo, "caching": ALGOS[algo][0], "allocation": ALGOS[algo][1], "scenario": env.scenario.name,
+        "device": device if live is None else agent_device,
+        "profiles": {m: s.profile.provenance.method for m, s in sim.samplers.items()} if live is None else {},
+        "backend": backend, "seed": seed, "eval_seeds": eval_seeds(seed, cfg.eval_episodes),
         "eval_episodes": cfg.eval_episodes,
         "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
-        "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(backend.layout(cfg.min_steps, cfg.max_steps)),
-        "mem_bytes": backend.mem_bytes(), "policies": summaries, "curve": history,
+        "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
+        "mem_bytes": env.mem_bytes(), "policies": summaries, "curve": history,
         "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    _plot_curve(out, history, f"{algo} on {backend.scenario.name} (sim, {device}), seed {seed}")
+    _plot_curve(out, history, f"{algo} on {env.scenario.name} ({backend}, {result['device']}), seed {seed}")
     return result
 
 

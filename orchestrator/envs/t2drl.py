@@ -20,8 +20,8 @@ policies, so what is trained here runs live as :mod:`orchestrator.policies.drl` 
 
 An episode is ``episode_slots`` slots of a fresh workload: ``reset(seed=...)`` seeds the draw of
 the workload (users, arrivals, models, labels) and of the cluster (compute, quality, WAN delay).
-There is no live backend of the envs themselves: live runs execute the trained policies through
-the daemon's policy loop (``edgetb train --backend live`` says so).
+The live backend (:class:`orchestrator.envs.live.LiveBackend`) gives the same envs episodes served
+by a real local cluster in real time, one request at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -125,6 +126,20 @@ class SimBackend:
         return SimEpisode(requests, self.samplers, self.policy, replace(self.settings, seed=seed))
 
 
+class EnvBackend(Protocol):
+    """What the envs and the T2DRL trainer need of a backend: ``SimBackend`` or ``envs.live.LiveBackend``."""
+
+    scenario: Scenario
+    policy: PolicyConfig
+    episode_slots: int
+
+    def layout(self, min_steps: int = 1, max_steps: int = 32) -> Layout: ...
+
+    def mem_bytes(self) -> dict[str, int]: ...
+
+    def episode(self, seed: int, slots: int | None = None) -> SimEpisode: ...
+
+
 class CachingEnv(gym.Env):
     """Per-frame joint cache plans (see the module docstring).
 
@@ -138,7 +153,7 @@ class CachingEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(
-        self, backend: SimBackend, allocation: AllocationPolicy | None = None, min_steps: int = 1, max_steps: int = 32
+        self, backend: EnvBackend, allocation: AllocationPolicy | None = None, min_steps: int = 1, max_steps: int = 32
     ) -> None:
         self.backend = backend
         self.layout = backend.layout(min_steps, max_steps)
@@ -206,7 +221,7 @@ class AllocationEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(
-        self, backend: SimBackend, caching: CachingPolicy | None = None, min_steps: int = 1, max_steps: int = 32
+        self, backend: EnvBackend, caching: CachingPolicy | None = None, min_steps: int = 1, max_steps: int = 32
     ) -> None:
         self.backend = backend
         self.layout = backend.layout(min_steps, max_steps)

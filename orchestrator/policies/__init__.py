@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.policies.base import AllocationPolicy, CachingPolicy
+from orchestrator.policies.external import ExternalAllocation
 from orchestrator.policies.fixed_steps import FixedSteps
 from orchestrator.policies.greedy_latency import GreedyLatency
 from orchestrator.policies.lru import LeastRecentlyUsed
@@ -56,6 +57,8 @@ def build_policies(
         alloc = FixedSteps(fixed_steps)
     elif allocation == "greedy-latency":
         alloc = GreedyLatency(fixed_steps, step_candidates)
+    elif allocation == "external":
+        alloc = ExternalAllocation()
     return cache, alloc
 
 

@@ -385,15 +385,21 @@ def simulate(
             policy.caching, policy.allocation, seed=policy.seed, fixed_steps=policy.fixed_steps,
             step_candidates=policy.step_candidates, checkpoint=policy.checkpoint,
         )  # fmt: skip
-    caching, allocation = policies
-    episode = SimEpisode(requests, samplers, policy, settings)
+    return run_episode(SimEpisode(requests, samplers, policy, settings), *policies)
+
+
+def run_episode(
+    episode: SimEpisode, caching: CachingPolicy | None, allocation: AllocationPolicy | None
+) -> list[RequestResult]:
+    """Run an episode (a ``SimEpisode``, or anything with its interface: the envs' live episodes) to its end
+    with the policies: plan every frame, place every request. One result per request, in workload order."""
     while not episode.done:
         while episode.frame_due():
             episode.end_frame(caching.plan(episode.frame_view()) if caching is not None else None)
         _, view, info = episode.request_view()
         try:
             if allocation is None:
-                raise NoAgent("the simulator needs an allocation policy (the router is not modeled)")
+                raise NoAgent("an episode needs an allocation policy (the router is not modeled)")
             choice = allocation.allocate(view, info)
         except NoAgent:
             episode.fail()

@@ -104,7 +104,7 @@ def test_bad_algo_and_config_fields_are_named(tmp_path, backend) -> None:
         train_t2drl("t2drl", tmp_path, overrides={"allocation": {"nope": 1}})
 
 
-def test_cli_trains_t2drl_and_refuses_the_live_backend(tmp_path) -> None:
+def test_cli_trains_t2drl_and_names_bad_options(tmp_path) -> None:
     runner = CliRunner()
     args = ["--algo", "ddqn+ddpg", "--seed", "1", "--out", str(tmp_path), "--steps", "200"]
     tiny = {**TINY, "allocation": {**TINY["allocation"], "hidden": [16, 16]}}
@@ -112,7 +112,8 @@ def test_cli_trains_t2drl_and_refuses_the_live_backend(tmp_path) -> None:
     assert ok.exit_code == 0, ok.output
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["algo"] == "ddqn+ddpg" and saved["train_requests"] == 200 and "lru+fixed-steps" in ok.output
-    live = runner.invoke(app, [*args, "--backend", "live"])
-    assert live.exit_code == 2 and "--backend live" in live.output
+    for bad, named in (("--backend", "--backend"), ("--agent-device", "--agent-device")):
+        refused = runner.invoke(app, [*args, bad, "gpu-cluster"])
+        assert refused.exit_code == 2 and named in refused.output
     missing = runner.invoke(app, [*args, "--scenario", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 1 and "nope.toml" in missing.output

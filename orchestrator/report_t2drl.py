@@ -57,7 +57,10 @@ def aggregate(runs: list[dict]) -> dict[str, dict[str, object]]:
     for name, per_seed in table.items():
         seeds = sorted(per_seed)
         row: dict[str, object] = {"seeds": seeds}
-        for key in ("utility", "hit_ratio", "mean_latency_s", "mean_quality"):
+        for s in seeds:  # share of requests that failed (e.g. their downlink missed the deadline)
+            summary = per_seed[s]
+            summary.setdefault("failed_share", summary.get("failed_requests", 0) / max(summary.get("requests", 0), 1))
+        for key in ("utility", "hit_ratio", "mean_latency_s", "mean_quality", "mean_downlink_s", "failed_share"):
             values = [float(per_seed[s][key]) for s in seeds if per_seed[s].get(key) is not None]
             row[key] = interval(values) if values else None
         row["per_seed_utility"] = {s: float(per_seed[s]["utility"]) for s in seeds}
@@ -95,14 +98,16 @@ def results_table(runs: list[dict], path: Path) -> Path:
         f"{first['eval_episodes']} held-out workloads of {first['eval_slots']} slots. Mean ± Student-t 95 % "
         "interval over the seeds.",
         "",
-        "| policy | seeds | utility per request | edge hit ratio | mean latency (ms) | mean quality |",
-        "|---|---|---|---|---|---|",
+        "| policy | seeds | utility per request | edge hit ratio | mean latency (ms) | of it downlink (ms) | "
+        "failed | mean quality |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in learned + sorted(n for n in rows if n not in learned):
         row = rows[name]
         lines.append(
             f"| {name} | {len(row['seeds'])} | {_fmt(row['utility'])} | {_fmt(row['hit_ratio'], digits=3)} | "  # type: ignore[arg-type]
-            f"{_fmt(row['mean_latency_s'], 1e3, 1)} | {_fmt(row['mean_quality'], digits=3)} |"
+            f"{_fmt(row['mean_latency_s'], 1e3, 1)} | {_fmt(row['mean_downlink_s'], 1e3, 1)} | "
+            f"{_fmt(row['failed_share'], 100, 2)} % | {_fmt(row['mean_quality'], digits=3)} |"
         )
     if "t2drl" in rows:
         lines += ["", "Utility gain of t2drl (per-seed ratio − 1, mean ± 95 % interval):", ""]

@@ -7,7 +7,8 @@ daemon and the simulator (:func:`orchestrator.sim.cluster.simulate`) run them un
 Live fine-tuning (``[policy] fine_tune = true``): the policies keep learning from what the live
 cluster measures. The allocation policy remembers the observation and (exploring) action of each
 request it placed; the policy loop hands back the request's utility (``learn``), which becomes a
-one-step transition in a bounded replay buffer, and the actor takes a gradient step every
+transition in a bounded replay buffer (one-step for an actor trained with gamma 0, else leading to
+the next request's observation, as in training), and the actor takes a gradient step every
 ``train_every`` rewards once a batch is there. The caching policy gets the mean utility of each
 ended frame before it plans the next (``learn``) and stores the (plan, reward, next state)
 transition for its DDQN the same way. ``save`` writes the tuned learners as a new run folder.
@@ -77,6 +78,45 @@ class Tuning:
         if len(self.buffer) >= self.learner.cfg.batch_size and self.rewards % self.train_every == 0:
             self.learner.update(self.buffer.sample(self.learner.cfg.batch_size))
         return True
+
+
+class ChainedTuning(Tuning):
+    """Tuning whose transitions lead from one decision to the next (an actor trained with gamma > 0).
+
+    A request's transition ``(obs, action, utility, next request's obs)`` is stored once both its reward
+    and the next decision's observation are known, in whichever order they come (rewards arrive when a
+    request is served, possibly after the next decision). Bounded as ``Tuning``: decisions whose reward
+    never came are dropped with their pending entry.
+    """
+
+    def __init__(self, learner, buffer: ReplayBuffer, train_every: int = 1, max_pending: int = 1_000) -> None:
+        super().__init__(learner, buffer, train_every, max_pending)
+        self._last_key: object = None
+        self._rewards: dict[object, float] = {}
+        self._next: dict[object, np.ndarray] = {}
+
+    def remember(self, key: object, obs: np.ndarray, action: object) -> None:
+        last = self._last_key
+        if last is not None and last in self.pending:
+            self._next[last] = obs
+            self._store(last)
+        super().remember(key, obs, action)
+        self._last_key = key
+        for waiting in (self._rewards, self._next):  # drop what belonged to decisions pushed out of ``pending``
+            for stale in [k for k in waiting if k not in self.pending]:
+                del waiting[stale]
+
+    def add(self, key: object, reward: float, next_obs: np.ndarray | None = None, next_mask=None, done=True) -> bool:
+        """The reward of decision ``key``; stored once the next decision's observation is known too."""
+        if key not in self.pending:
+            return False
+        self._rewards[key] = reward
+        self._store(key)
+        return True
+
+    def _store(self, key: object) -> None:
+        if key in self._rewards and key in self._next:
+            Tuning.add(self, key, self._rewards.pop(key), self._next.pop(key), done=False)
 
 
 class LearnedCaching:
@@ -201,7 +241,7 @@ def load_trained(
         tuning = None
         if fine_tune:
             buffer = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, TUNING_CAPACITY)
-            tuning = Tuning(actor, buffer)
+            tuning = (ChainedTuning if actor.cfg.gamma > 0 else Tuning)(actor, buffer)
         alloc_policy = LearnedAllocation(
             lambda o: actor.act(o, deterministic=not fine_tune), layout, allocation, tuning
         )

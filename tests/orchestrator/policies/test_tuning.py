@@ -1,0 +1,67 @@
+"""Online replay of live fine-tuning: one-step transitions, or chained from one request to the next."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from orchestrator.algos.replay import ReplayBuffer
+from orchestrator.policies.drl import ChainedTuning, Tuning
+
+
+class _Learner:
+    """Counts updates; a batch size no buffer here reaches, so nothing trains."""
+
+    def __init__(self) -> None:
+        self.cfg = SimpleNamespace(batch_size=10_000)
+        self.env_steps = 0
+        self.updates = 0
+
+    def update(self, batch) -> None:
+        self.updates += 1
+
+
+def _obs(i: int) -> np.ndarray:
+    return np.full(3, float(i), np.float32)
+
+
+def _stored(buffer: ReplayBuffer) -> list[tuple[float, float, float, bool]]:
+    """(obs[0], reward, next_obs[0], done) of every stored transition, in order."""
+    n = len(buffer)
+    return [(float(buffer.obs[i][0]), float(buffer.rewards[i]), float(buffer.next_obs[i][0]), bool(buffer.dones[i]))
+            for i in range(n)]  # fmt: skip
+
+
+def test_one_step_tuning_stores_terminal_transitions() -> None:
+    buffer = ReplayBuffer(3, 1, 100)
+    tuning = Tuning(_Learner(), buffer)
+    tuning.remember("a", _obs(1), np.zeros(1, np.float32))
+    tuning.remember("b", _obs(2), np.zeros(1, np.float32))
+    assert tuning.add("a", 0.5) and not tuning.add("a", 0.5)  # once
+    assert _stored(buffer) == [(1.0, 0.5, 1.0, True)]
+
+
+def test_chained_tuning_links_each_request_to_the_next_in_either_order() -> None:
+    buffer = ReplayBuffer(3, 1, 100)
+    tuning = ChainedTuning(_Learner(), buffer)
+    act = np.zeros(1, np.float32)
+    tuning.remember("a", _obs(1), act)
+    assert tuning.add("a", 0.25)  # a's reward comes before the next decision: it waits
+    assert len(buffer) == 0
+    tuning.remember("b", _obs(2), act)  # ... and is stored with b's observation as its next
+    tuning.remember("c", _obs(3), act)  # b's next is known before its reward
+    assert tuning.add("b", 0.5)
+    assert not tuning.add("zz", 1.0)  # not a decision of ours
+    assert _stored(buffer) == [(1.0, 0.25, 2.0, False), (2.0, 0.5, 3.0, False)]
+    assert tuning.rewards == 2
+
+
+def test_chained_tuning_stays_bounded_when_rewards_never_come() -> None:
+    buffer = ReplayBuffer(3, 1, 100)
+    tuning = ChainedTuning(_Learner(), buffer, max_pending=5)
+    for i in range(50):  # failed requests: decisions without rewards
+        tuning.remember(i, _obs(i), np.zeros(1, np.float32))
+    assert len(tuning.pending) == 5 and tuning.dropped == 45
+    assert len(tuning._next) <= 5 and not tuning._rewards
+    assert tuning.add(48, 1.0) and _stored(buffer) == [(48.0, 1.0, 49.0, False)]

@@ -103,6 +103,15 @@ class RequestResult:
     bandwidth_share: float | None = None
 
 
+def unavailable(req: WorkloadRequest) -> RequestResult:
+    """The result of a request no agent could take (UNAVAILABLE: zero quality and latency, nothing submitted)."""
+    util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
+    return RequestResult(
+        req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0, False,
+        util.value,
+    )  # fmt: skip
+
+
 def with_slot_s(scenario: Scenario, slot_s: float | None) -> Scenario:
     """The scenario with another slot length, s (None: unchanged)."""
     if slot_s is None:

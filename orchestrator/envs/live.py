@@ -38,7 +38,7 @@ from orchestrator.live_demo import RequestResult, submit_one, with_slot_s
 from orchestrator.policies.base import Allocation, ClusterView, RequestInfo
 from orchestrator.policies.external import ExternalAllocation
 from orchestrator.policy_loop import PolicyLoop
-from orchestrator.utility import request_utility
+from orchestrator.sim.cluster import EpisodeRecord
 from orchestrator.workload import Workload, WorkloadRequest
 from profiles.scenario import Scenario, load_scenario
 
@@ -212,7 +212,7 @@ class LiveBackend:
         return LiveEpisode(self, requests, seed)
 
 
-class LiveEpisode:
+class LiveEpisode(EpisodeRecord):
     """One workload replayed on the live cluster, a decision at a time (``SimEpisode``'s interface).
 
     Args:
@@ -235,10 +235,6 @@ class LiveEpisode:
         self.last_request_s: dict[str, float] = {}
         self._counted = -1
         self.t0_s = time.monotonic()  # workload time 0
-
-    @property
-    def done(self) -> bool:
-        return self.index >= len(self.requests)
 
     @property
     def boundary_s(self) -> float:
@@ -294,22 +290,3 @@ class LiveEpisode:
         assert self.backend.client is not None
         result, _ = submit_one(self.backend.client, req, lag_s, self._id(req))
         return self._record(result)
-
-    def allocate(self, choice: Allocation) -> RequestResult:
-        return self.serve(choice.agent, choice.steps, choice.bandwidth_share)
-
-    def fail(self) -> RequestResult:
-        """The next request found no agent (UNAVAILABLE, zero quality and latency; nothing is submitted)."""
-        req = self.requests[self.index]
-        util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
-        return self._record(
-            RequestResult(
-                req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0,
-                False, util.value,
-            )
-        )  # fmt: skip
-
-    def _record(self, result: RequestResult) -> RequestResult:
-        self.results.append(result)
-        self.index += 1
-        return result

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -53,6 +53,9 @@ from orchestrator.sim.sampler import ModelSampler
 from orchestrator.workload import Workload
 from profiles.profile import MODELS_DIR
 from profiles.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from orchestrator.envs.live import LiveEpisode
 
 #: Workload seeds of the envs' episodes are drawn below this bound (held-out evaluation seeds lie above).
 TRAIN_SEED_BOUND = 1_000_000
@@ -137,7 +140,7 @@ class EnvBackend(Protocol):
 
     def mem_bytes(self) -> dict[str, int]: ...
 
-    def episode(self, seed: int, slots: int | None = None) -> SimEpisode: ...
+    def episode(self, seed: int, slots: int | None = None) -> SimEpisode | LiveEpisode: ...
 
 
 class CachingEnv(gym.Env):

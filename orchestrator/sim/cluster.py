@@ -33,7 +33,7 @@ from statistics import NormalDist
 import numpy as np
 
 from orchestrator.config import PolicyConfig
-from orchestrator.live_demo import OK, RequestResult
+from orchestrator.live_demo import OK, RequestResult, unavailable
 from orchestrator.policies import build_policies
 from orchestrator.policies.base import (
     AgentState,
@@ -251,7 +251,39 @@ class SimCluster:
         )  # fmt: skip
 
 
-class SimEpisode:
+class EpisodeRecord:
+    """What every episode (simulated here, live in ``orchestrator.envs.live``) does with its results.
+
+    Subclasses set ``requests``, ``index`` (the next request without a result) and ``results``, and
+    implement ``serve(agent, steps, band_fraction)``.
+    """
+
+    requests: list[WorkloadRequest]
+    index: int
+    results: list[RequestResult]
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.requests)
+
+    def serve(self, agent: str, steps: int | None, band_fraction: float | None = None) -> RequestResult:
+        raise NotImplementedError
+
+    def allocate(self, choice: Allocation) -> RequestResult:
+        """Serve the next request as an allocation policy chose."""
+        return self.serve(choice.agent, choice.steps, choice.bandwidth_share)
+
+    def fail(self) -> RequestResult:
+        """The next request found no agent (UNAVAILABLE, zero quality and latency; nothing is served)."""
+        return self._record(unavailable(self.requests[self.index]))
+
+    def _record(self, result: RequestResult) -> RequestResult:
+        self.results.append(result)
+        self.index += 1
+        return result
+
+
+class SimEpisode(EpisodeRecord):
     """:func:`simulate` one decision at a time, for the envs that train policies on the simulator.
 
     The caller alternates: while :meth:`frame_due`, plan the frame from :meth:`frame_view` and pass
@@ -284,10 +316,6 @@ class SimEpisode:
         self.index = 0  # the next request without a result
         self.results: list[RequestResult] = []
         self._counted = -1  # the request whose arrival was counted in the demand
-
-    @property
-    def done(self) -> bool:
-        return self.index >= len(self.requests)
 
     @property
     def boundary_s(self) -> float:
@@ -338,26 +366,6 @@ class SimEpisode:
         steps = steps if steps is not None else self.policy.fixed_steps
         result = self.cluster.serve(req, agent, steps, req.arrival_s, self._slot(req.arrival_s), band_fraction)
         return self._record(result)
-
-    def allocate(self, choice: Allocation) -> RequestResult:
-        """Serve the next request as an allocation policy chose."""
-        return self.serve(choice.agent, choice.steps, choice.bandwidth_share)
-
-    def fail(self) -> RequestResult:
-        """The next request found no agent (UNAVAILABLE, zero quality and latency)."""
-        req = self.requests[self.index]
-        util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
-        return self._record(
-            RequestResult(
-                req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0,
-                False, util.value,
-            )
-        )  # fmt: skip
-
-    def _record(self, result: RequestResult) -> RequestResult:
-        self.results.append(result)
-        self.index += 1
-        return result
 
 
 def simulate(

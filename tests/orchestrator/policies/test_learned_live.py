@@ -15,7 +15,7 @@ import torch
 
 from orchestrator.config import PolicyConfig
 from orchestrator.policies import build_policies
-from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
+from orchestrator.policies.drl import ChainedTuning, LearnedAllocation, LearnedCaching
 from orchestrator.t2drl import train_t2drl
 
 HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, the full suite loads the 2 cores
@@ -109,16 +109,18 @@ def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(
                 assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
         assert served >= 40
         tuning = loop.allocation.tuning
-        wait_for(lambda: tuning.rewards == served, what="every reward handed to the actor")
-        updates = served - 32 + 1  # one update per reward once a batch (32) is stored
+        assert isinstance(tuning, ChainedTuning)  # the actor trained with gamma 0.8: transitions chain
+        stored = served - 1  # the last request's transition waits for a next decision
+        wait_for(lambda: tuning.rewards == stored, what="every reward handed to the actor")
+        updates = stored - 32 + 1  # one update per reward once a batch (32) is stored
         assert tuning.learner.updates == before.updates + updates
         store = running.daemon.store.path
     tuned = store.with_name(f"{store.stem}-tuned")
     after = D3PG.load(tuned / "allocation.pt")
-    assert after.env_steps == before.env_steps + served and after.updates == before.updates + updates
+    assert after.env_steps == before.env_steps + stored and after.updates == before.updates + updates
     weights = zip(after.actor.state_dict().values(), before.actor.state_dict().values(), strict=True)
     assert any(not torch.equal(a, b) for a, b in weights)
     result = json.loads((tuned / "result.json").read_text())
-    assert result["fine_tuned"]["allocation"]["rewards"] == served and (tuned / "caching.pt").exists()
+    assert result["fine_tuned"]["allocation"]["rewards"] == stored and (tuned / "caching.pt").exists()
     caching, allocation = build_policies("ddqn", "d3pg", checkpoint=str(tuned))  # the tuned run loads again
     assert isinstance(caching, LearnedCaching) and isinstance(allocation, LearnedAllocation)

@@ -69,6 +69,17 @@ class LiveCluster(LocalCluster):
     def processes(self) -> dict:
         return dict(self.agent_processes)  # the daemon is no child process
 
+    def stop(self) -> dict[str, int]:
+        """Stop the in-process daemon first (its telemetry readers would warn about every agent going away),
+        then the agents."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.daemon is not None:
+            self.exit_codes["orchestrator"] = self.daemon.stop(self.stop_timeout_s)
+            self.daemon = None
+        return super().stop()
+
     def _start_daemon(self, deadline_s: float) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config = OrchestratorConfig.build(

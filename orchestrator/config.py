@@ -124,8 +124,9 @@ class PolicyConfig(BaseModel):
     """The policy loop (``[policy]``): caching once per frame of ``frame_slots`` slots, allocation per request.
 
     Attributes:
-        caching: caching policy run once per frame on the edge agents: ``most-popular``, ``lru``,
-            ``random``, ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
+        caching: caching policy run once per frame on the edge agents: ``most-popular``,
+            ``popular-spread`` (the cluster's top models, different ones per agent), ``lru``, ``random``,
+            ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
             decisions: models stay as loaded).
         allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg``
             (trained: ``checkpoint``), ``external`` (decided per request by code in the daemon's process:
@@ -158,7 +159,7 @@ class PolicyConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    caching: Literal["none", "most-popular", "lru", "random", "no-cache", "ddqn"] = "none"
+    caching: Literal["none", "most-popular", "popular-spread", "lru", "random", "no-cache", "ddqn"] = "none"
     allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg", "external"] = "router"
     slot_s: float = Field(1.0, ge=0.01, le=3600.0)
     frame_slots: int = Field(10, ge=1, le=100_000)

@@ -11,7 +11,8 @@ features and action maps are :mod:`orchestrator.envs.features` (the ``CachingEnv
 
 Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-actor DDPG) and
 ``random+d3pg`` (random caching + D3PG). After training, the learned policies and the heuristic
-baselines (``random+fixed-steps``, ``most-popular+fixed-steps``, ``lru+fixed-steps``) replay the same
+baselines (``random+fixed-steps``, ``most-popular+fixed-steps``, ``popular-spread+fixed-steps``,
+``lru+fixed-steps``) replay the same
 held-out workloads in the simulator (:func:`orchestrator.sim.cluster.simulate`); ``result.json``
 holds the mean utility, hit ratio and latency of each.
 """
@@ -50,7 +51,7 @@ ALGOS: dict[str, tuple[str, str]] = {
     "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
 }  # fmt: skip
 """``--algo`` -> (caching learner, allocation learner)"""
-BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "lru+fixed-steps")
+BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "popular-spread+fixed-steps", "lru+fixed-steps")
 EVAL_SEED = 2_000_003
 """base workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
 

@@ -9,11 +9,13 @@ from orchestrator.policies.greedy_latency import GreedyLatency
 from orchestrator.policies.lru import LeastRecentlyUsed
 from orchestrator.policies.most_popular import MostPopular
 from orchestrator.policies.no_cache import NoCache
+from orchestrator.policies.popular_spread import PopularSpread
 from orchestrator.policies.random_cache import RandomCaching
 
 #: Caching policies by their ``[policy] caching`` name.
 CACHING: dict[str, type] = {
     "most-popular": MostPopular, "lru": LeastRecentlyUsed, "no-cache": NoCache, "random": RandomCaching,
+    "popular-spread": PopularSpread,
 }  # fmt: skip
 #: Allocation policies by their ``[policy] allocation`` name.
 ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency}

@@ -12,6 +12,7 @@ from orchestrator.policies.greedy_latency import GreedyLatency
 from orchestrator.policies.lru import LeastRecentlyUsed
 from orchestrator.policies.most_popular import MostPopular
 from orchestrator.policies.no_cache import NoCache
+from orchestrator.policies.popular_spread import PopularSpread
 from orchestrator.policies.random_cache import RandomCaching
 
 MODELS = frozenset({"a", "b", "c", "d"})
@@ -35,6 +36,23 @@ def test_most_popular_breaks_ties_by_rank_then_name_and_never_caches_unrequested
     view = _view(_agent("e1"), k=3, requests_total={"a": 2, "b": 2, "c": 2, "d": 0}, model_rank=("c",))
     assert MostPopular().plan(replace(view, cache_models=2)) == {"e1": {"c", "a"}}
     assert MostPopular().plan(view) == {"e1": {"a", "b", "c"}}  # d was never requested: not cached
+
+
+def test_popular_spread_deals_the_cluster_top_models_to_different_agents() -> None:
+    counts = {"a": 3, "b": 9, "c": 5, "d": 1}
+    one_each = _view(_agent("e1"), _agent("e2"), _agent("cloud"), k=1, requests_total=counts)
+    assert PopularSpread().plan(one_each) == {"e1": {"b"}, "e2": {"c"}}  # most-popular: b on both
+    assert MostPopular().plan(one_each) == {"e1": {"b"}, "e2": {"b"}}
+    two_each = _view(_agent("e1"), _agent("e2"), k=2, requests_total=counts)
+    assert PopularSpread().plan(two_each) == {"e1": {"b", "a"}, "e2": {"c", "d"}}  # ranks 1, 3 | 2, 4
+    narrow = _view(_agent("e1"), _agent("e2", repo={"a", "d"}), k=1, requests_total=counts)
+    assert PopularSpread().plan(narrow) == {"e1": {"b"}, "e2": {"a"}}  # e2 lacks c: the next rank it has
+
+
+def test_popular_spread_deals_again_when_few_models_were_requested() -> None:
+    view = _view(_agent("e1"), _agent("e2"), _agent("e3"), k=1, requests_total={"a": 2, "b": 1, "c": 0})
+    assert PopularSpread().plan(view) == {"e1": {"a"}, "e2": {"b"}, "e3": {"a"}}  # c never requested
+    assert PopularSpread().plan(_view(_agent("e1"), k=2)) == {"e1": frozenset()}  # nothing requested yet
 
 
 def test_lru_keeps_the_most_recent_and_evicts_the_oldest() -> None:

@@ -105,6 +105,7 @@ def test_the_trainer_runs_on_the_live_backend(tmp_path) -> None:
         "random+d3pg",
         "random+fixed-steps",
         "most-popular+fixed-steps",
+        "popular-spread+fixed-steps",
         "lru+fixed-steps",
     }
     for summary in result["policies"].values():

@@ -148,6 +148,11 @@ class ClusterView:
         rank = self.model_rank.index(model) if model in self.model_rank else len(self.model_rank)
         return rank, model
 
+    def most_requested(self) -> list[str]:
+        """Models requested at least once since the start, most requested first (ties: ``rank_key``)."""
+        requested = (m for m, n in self.requests_total.items() if n > 0)
+        return sorted(requested, key=lambda m: (-self.requests_total[m], *self.rank_key(m)))
+
     def mean_quality(self, model: str, steps: int) -> float | None:
         """Count-weighted mean of the measured quality of ``model`` at ``steps`` over all agents."""
         pairs = [(m.quality, m.count) for (_, mdl, s), m in self.measured.items() if mdl == model and s == steps]

@@ -15,8 +15,5 @@ class MostPopular:
     name = "most-popular"
 
     def plan(self, view: ClusterView) -> dict[str, frozenset[str]]:
-        ranked = sorted(
-            (m for m, n in view.requests_total.items() if n > 0),
-            key=lambda m: (-view.requests_total[m], *view.rank_key(m)),
-        )
+        ranked = view.most_requested()
         return {a.name: frozenset([m for m in ranked if m in a.repository][: view.cache_models]) for a in view.edges()}

@@ -19,10 +19,7 @@ class PopularSpread:
     name = "popular-spread"
 
     def plan(self, view: ClusterView) -> dict[str, frozenset[str]]:
-        ranked = sorted(
-            (m for m, n in view.requests_total.items() if n > 0),
-            key=lambda m: (-view.requests_total[m], *view.rank_key(m)),
-        )
+        ranked = view.most_requested()
         edges = view.edges()
         held: dict[str, list[str]] = {a.name: [] for a in edges}
         position = 0  # the next rank to deal

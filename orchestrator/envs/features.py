@@ -19,7 +19,11 @@ Allocation (per request, continuous, actions in [-1, 1]):
   cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at 1), and the measured mean
   latency of the model there (EWMA over step counts, s, clipped at ``LATENCY_CAP_S``; -1 when none);
   with a radio downlink (``Layout.radio``) also the request's spectral efficiency / ``SE_SCALE``
-  (clipped at 1), the fraction of the slot's band still free and the fraction of the slot past;
+  (clipped at 1), the fraction of the slot's band still free, the fraction of the slot past, and the
+  requests still to come in the slot (the mean requests per slot so far times the rest of the slot)
+  / ``REMAINING_SCALE`` (clipped at 1): what the band given now takes from. "So far" counts the
+  slots of the policy clock, which starts before the first request (the simulator's one frame
+  early, the live daemon's a few seconds), so the estimate runs low for the first slots;
 - action: ``a[0]`` sets the steps on a log scale between ``min_steps`` and ``max_steps``; ``a[1:S+1]``
   score the S servers, and the request goes to the best-scoring server that can serve it; with a
   radio, the last entry sets the fraction of the slot's free band the request takes, ``(a + 1) / 2``
@@ -45,6 +49,8 @@ LATENCY_CAP_S = 1.0
 """measured latencies above this are clipped in the observation, s"""
 SE_SCALE = 10.0
 """spectral efficiency, bit/s/Hz, that counts as 1 in the observation (30 dB ~ 10 bit/s/Hz)"""
+REMAINING_SCALE = 5.0
+"""requests still to come in a slot that count as 1 in the observation"""
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class Layout:
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 1 + 3 * len(self.servers) + (3 if self.radio else 0)
+        return len(self.models) + 1 + 3 * len(self.servers) + (4 if self.radio else 0)
 
     @property
     def allocation_act_dim(self) -> int:
@@ -175,7 +181,10 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
     if layout.radio:
         se = spectral_efficiency(request.snr_db) if request.snr_db is not None else 0.0
         free = view.band_free if view.band_free is not None else 1.0
-        radio = [min(se / SE_SCALE, 1.0), free, min(max(view.slot_elapsed, 0.0), 1.0)]
+        elapsed = min(max(view.slot_elapsed, 0.0), 1.0)
+        rate_per_slot = sum(view.requests_total.values()) / max(view.slot + elapsed, 1.0)
+        remaining = min(rate_per_slot * (1.0 - elapsed) / REMAINING_SCALE, 1.0)
+        radio = [min(se / SE_SCALE, 1.0), free, elapsed, remaining]
     return np.asarray([*onehot, floor, *per_server, *radio], np.float32)
 
 

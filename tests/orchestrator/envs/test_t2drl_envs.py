@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchestrator.envs.features import SE_SCALE, Layout, cache_configs, decode_allocation, steps_of
+from orchestrator.envs.features import REMAINING_SCALE, SE_SCALE, Layout, cache_configs, decode_allocation, steps_of
 from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
 from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
@@ -165,7 +165,7 @@ def test_radio_grows_the_allocation_spaces(plain_backend, radio_backend) -> None
     assert link == Downlink(RADIO["bandwidth_hz"], RADIO["image_bytes"], RADIO["min_share"])
     assert radio_backend.layout().radio
     plain, radio = AllocationEnv(plain_backend), AllocationEnv(radio_backend)
-    assert radio.observation_space.shape == (plain.observation_space.shape[0] + 3,)
+    assert radio.observation_space.shape == (plain.observation_space.shape[0] + 4,)
     assert radio.action_space.shape == (plain.action_space.shape[0] + 1,)
     assert CachingEnv(radio_backend).observation_space == CachingEnv(plain_backend).observation_space
     for env in (CachingEnv(radio_backend), radio):
@@ -204,15 +204,21 @@ def test_radio_observation_and_band_ledger(radio_backend) -> None:
     rows = run_radio_episode(env, lambda obs, rng: rng.choice([rng.uniform(-1, 1), -1.0, 1.0, 3.0]))
     assert len(rows) > 30
     granted: dict[int, float] = {}
-    for row in rows:
+    remaining = []
+    for seen, row in enumerate(rows, start=1):
         req, obs, info = row["req"], row["obs"], row["info"]
         assert {"bandwidth_share", "downlink_s", "outcome", "latency_s"} <= set(info)
-        # observation: spectral efficiency, free band, slot elapsed
+        # observation: spectral efficiency, free band, slot elapsed, requests still to come in the slot
         se = math.log2(1 + 10 ** (RADIO["snr_db"] / 10))
-        assert obs[-3] == pytest.approx(min(se / SE_SCALE, 1.0), abs=1e-6)
+        assert obs[-4] == pytest.approx(min(se / SE_SCALE, 1.0), abs=1e-6)
         free = 1.0 - granted.get(req.slot, 0.0)
-        assert obs[-2] == pytest.approx(free, abs=1e-6)
-        assert obs[-1] == pytest.approx((req.arrival_s % slot_s) / slot_s, abs=1e-5)
+        assert obs[-3] == pytest.approx(free, abs=1e-6)
+        elapsed = (req.arrival_s % slot_s) / slot_s
+        assert obs[-2] == pytest.approx(elapsed, abs=1e-5)
+        # requests so far (this one too) per slot of the policy clock, which starts one frame early
+        rate_per_slot = seen / max((req.arrival_s + radio_backend.settings.policy_clock_s) / slot_s, 1.0)
+        assert obs[-1] == pytest.approx(min(rate_per_slot * (1 - elapsed) / REMAINING_SCALE, 1.0), abs=1e-5)
+        remaining.append(obs[-1])
         # the share: the action's fraction (at least the floor, at most 1) of what was free
         fraction = (float(np.clip(row["action"][-1], -1, 1)) + 1) / 2
         share = info["bandwidth_share"]
@@ -223,7 +229,8 @@ def test_radio_observation_and_band_ledger(radio_backend) -> None:
             assert info["downlink_s"] == pytest.approx(link.tx_time_s(share, RADIO["snr_db"]), rel=1e-9)
             assert info["latency_s"] >= info["downlink_s"] > 0
     assert any(v > 0.99 for v in granted.values())  # some slots gave all their band away
-    assert sum(1 for row in rows if row["obs"][-2] < 1.0) > 5  # and many requests shared a slot
+    assert 0 < min(remaining) < max(remaining) < 1  # the expected arrivals left vary within a slot
+    assert sum(1 for row in rows if row["obs"][-3] < 1.0) > 5  # and many requests shared a slot
 
 
 def test_taking_the_whole_band_starves_the_rest_of_the_slot(radio_backend) -> None:
@@ -231,15 +238,15 @@ def test_taking_the_whole_band_starves_the_rest_of_the_slot(radio_backend) -> No
 
     def first_takes(a_first: float):
         """The first request of a slot (its whole band free) acts ``a_first``; the others ask half the free band."""
-        return lambda obs, rng: a_first if obs[-2] == 1.0 else 0.0
+        return lambda obs, rng: a_first if obs[-3] == 1.0 else 0.0
 
     modest = run_radio_episode(env, first_takes(0.0))  # everyone: half of what is free
     greedy = run_radio_episode(env, first_takes(0.9))  # the first takes 95 % of the band
     everything = run_radio_episode(env, first_takes(1.0))  # the first takes it all
     assert [r["req"] for r in modest] == [r["req"] for r in greedy] == [r["req"] for r in everything]
-    followers = [i for i, r in enumerate(modest) if r["obs"][-2] < 1.0]
+    followers = [i for i, r in enumerate(modest) if r["obs"][-3] < 1.0]
     assert len(followers) > 5
-    assert followers == [i for i, r in enumerate(greedy) if r["obs"][-2] < 1.0]
+    assert followers == [i for i, r in enumerate(greedy) if r["obs"][-3] < 1.0]
     for i, row in enumerate(modest):
         m, g, e = row["info"], greedy[i]["info"], everything[i]["info"]
         if i not in followers:  # the first of its slot: more band, a faster image

@@ -221,6 +221,8 @@ def load_trained(
         from orchestrator.algos.ddqn import DDQN
 
         learner = DDQN.load(folder / result["checkpoints"]["caching"])
+        _check_shape(folder / result["checkpoints"]["caching"], (learner.obs_dim, learner.n_actions),
+                     (layout.caching_obs_dim, len(cache_configs(layout))))  # fmt: skip
         tuning, epsilon = None, 0.0
         if fine_tune:
             buffer = ReplayBuffer(layout.caching_obs_dim, 0, TUNING_CAPACITY, n_actions=learner.n_actions)
@@ -238,6 +240,8 @@ def load_trained(
         else:
             from orchestrator.algos.ddpg import DDPG as Actor  # type: ignore[assignment]
         actor = Actor.load(folder / result["checkpoints"]["allocation"])
+        _check_shape(folder / result["checkpoints"]["allocation"], (actor.obs_dim, actor.act_dim),
+                     (layout.allocation_obs_dim, layout.allocation_act_dim))  # fmt: skip
         tuning = None
         if fine_tune:
             buffer = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, TUNING_CAPACITY)
@@ -275,3 +279,12 @@ def save_tuned(
             shutil.copy2(Path(source) / result["checkpoints"][name], folder / result["checkpoints"][name])
     (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return folder
+
+
+def _check_shape(path: Path, trained: tuple[int, int], features: tuple[int, int]) -> None:
+    """A learner whose (observation, action) sizes are not what this version's features give fails loudly."""
+    if trained != features:
+        raise ValueError(
+            f"checkpoint: {path} takes {trained[0]} observations and {trained[1]} actions, the features of this "
+            f"version give {features[0]} and {features[1]} (trained before the features changed: retrain it)"
+        )

@@ -8,6 +8,7 @@ requests with the D3PG actor.
 from __future__ import annotations
 
 import json
+import shutil
 
 import grpc
 import pytest
@@ -54,6 +55,24 @@ def test_learned_policies_load_by_name_and_refuse_mismatches(checkpoint) -> None
         PolicyConfig(caching="most-popular", allocation="ddpg", checkpoint=str(checkpoint))
     with pytest.raises(ValueError, match="is not an `edgetb train --env t2drl` run folder"):
         PolicyConfig(caching="ddqn", allocation="d3pg", checkpoint=str(checkpoint / "nope"))
+
+
+def test_a_checkpoint_trained_on_other_features_is_refused_by_name(checkpoint, tmp_path) -> None:
+    from orchestrator.algos.d3pg import D3PG
+    from orchestrator.algos.ddqn import DDQN
+
+    result = json.loads((checkpoint / "result.json").read_text())
+    stale = tmp_path / "stale"
+    shutil.copytree(checkpoint, stale)
+    actor = D3PG.load(checkpoint / "allocation.pt")
+    D3PG(actor.obs_dim - 1, actor.act_dim, actor.cfg).save(stale / "allocation.pt")  # one feature fewer
+    with pytest.raises(ValueError, match=r"allocation\.pt takes .* observations .* retrain it"):
+        build_policies("random", "d3pg", checkpoint=str(stale))
+    learner = DDQN.load(checkpoint / "caching.pt")
+    DDQN(learner.obs_dim + 1, learner.n_actions, learner.cfg).save(stale / "caching.pt")
+    with pytest.raises(ValueError, match=r"caching\.pt takes .* observations .* retrain it"):
+        build_policies("ddqn", "fixed-steps", checkpoint=str(stale))
+    assert result["checkpoints"] == {"allocation": "allocation.pt", "caching": "caching.pt"}
 
 
 def learned_cluster(policy_cluster, run_dir, checkpoint, **policy):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-HEARTBEAT_S = 0.2
+HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, a first model load in the suite stalls the 2 cores
 POPULAR, UNREQUESTED = "digits-mlp-s", "digits-ldm"
 
 

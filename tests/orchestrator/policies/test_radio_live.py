@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.radio import Downlink
 
-HEARTBEAT_S = 0.2
+HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, the full suite loads the 2 cores
 MODEL = "digits-mlp-s"
 DOWNLINK = Downlink(bandwidth_hz=1e6, image_bytes=12_500, min_share=0.05)
 #: asyncio.sleep and the answer's way back may overshoot a little; never undershoot

@@ -104,12 +104,15 @@ class RequestResult:
     bandwidth_share: float | None = None
 
 
-def unavailable(req: WorkloadRequest) -> RequestResult:
-    """The result of a request no agent could take (UNAVAILABLE: zero quality and latency, nothing submitted)."""
-    util = request_utility(0.0, 0.0, None, req.w_latency, req.w_energy, req.quality_floor)
+def failed(
+    req: WorkloadRequest, outcome: str, latency_s: float = 0.0, lag_s: float = 0.0, bandwidth_share: float | None = None
+) -> RequestResult:
+    """The result of a request that brought no image back (``outcome``: the gRPC status name, e.g. UNAVAILABLE
+    when no agent could take it): zero quality, ``latency_s`` weighed against its user."""
+    util = request_utility(0.0, latency_s, None, req.w_latency, req.w_energy, req.quality_floor)
     return RequestResult(
-        req.id, req.user, req.slot, req.model, "UNAVAILABLE", "", 0.0, 0.0, None, "unavailable", None, 0, False,
-        util.value,
+        req.id, req.user, req.slot, req.model, outcome, "", latency_s, lag_s, None, "unavailable", None, 0, False,
+        util.value, 0.0, bandwidth_share,
     )  # fmt: skip
 
 
@@ -137,15 +140,9 @@ def submit_one(
             req.model, req.label, deadline_s=req.deadline_s, seed=req.id, request_id=request_id, snr_db=req.snr_db
         )
     except grpc.RpcError as exc:
-        latency_s = time.monotonic() - started_s
         code = exc.code() if callable(getattr(exc, "code", None)) else None
         outcome = code.name if code is not None else "ERROR"
-        util = request_utility(0.0, latency_s, None, req.w_latency, req.w_energy, req.quality_floor)
-        failed = RequestResult(
-            req.id, req.user, req.slot, req.model, outcome, "", latency_s, lag_s, None, "unavailable", None, 0, False,
-            util.value,
-        )  # fmt: skip
-        return failed, None
+        return failed(req, outcome, time.monotonic() - started_s, lag_s), None
     latency_s = time.monotonic() - started_s
     quality = routed.quality
     energy = routed.energy_j if routed.energy_j is not None and math.isfinite(routed.energy_j) else None

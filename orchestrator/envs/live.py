@@ -252,9 +252,6 @@ class LiveEpisode(EpisodeRecord):
         """Workload time of the next frame boundary, s (the first falls at the workload's start)."""
         return self.frame * self.frame_s
 
-    def frame_due(self) -> bool:
-        return not self.done and self.boundary_s <= self.requests[self.index].arrival_s
-
     def _wait_until(self, workload_s: float) -> None:
         time.sleep(max(0.0, self.t0_s + workload_s - time.monotonic()))
 

@@ -33,7 +33,7 @@ from statistics import NormalDist
 import numpy as np
 
 from orchestrator.config import PolicyConfig
-from orchestrator.live_demo import OK, RequestResult, unavailable
+from orchestrator.live_demo import OK, RequestResult, failed
 from orchestrator.policies import build_policies
 from orchestrator.policies.base import (
     AgentState,
@@ -231,11 +231,7 @@ class SimCluster:
         heapq.heappush(agent.pending, done_s)
         quality = None if np.isnan(draw.quality) else draw.quality
         if latency_s > req.deadline_s:
-            util = request_utility(0.0, req.deadline_s, None, req.w_latency, req.w_energy, req.quality_floor)
-            return RequestResult(
-                req.id, req.user, req.slot, req.model, "DEADLINE_EXCEEDED", "", req.deadline_s, 0.0, None,
-                "unavailable", None, 0, False, util.value, 0.0, share,
-            )  # fmt: skip
+            return failed(req, "DEADLINE_EXCEEDED", req.deadline_s, bandwidth_share=share)
         heapq.heappush(
             self._done,
             (done_s, req.id, agent.name, req.model, steps, None if loaded_model else served_s, draw.energy_j, quality),
@@ -255,7 +251,7 @@ class EpisodeRecord:
     """What every episode (simulated here, live in ``orchestrator.envs.live``) does with its results.
 
     Subclasses set ``requests``, ``index`` (the next request without a result) and ``results``, and
-    implement ``serve(agent, steps, band_fraction)``.
+    implement ``boundary_s`` and ``serve(agent, steps, band_fraction)``.
     """
 
     requests: list[WorkloadRequest]
@@ -266,6 +262,15 @@ class EpisodeRecord:
     def done(self) -> bool:
         return self.index >= len(self.requests)
 
+    @property
+    def boundary_s(self) -> float:
+        """Workload time of the next frame boundary, s."""
+        raise NotImplementedError
+
+    def frame_due(self) -> bool:
+        """A frame boundary comes before (or at) the next request's arrival."""
+        return not self.done and self.boundary_s <= self.requests[self.index].arrival_s
+
     def serve(self, agent: str, steps: int | None, band_fraction: float | None = None) -> RequestResult:
         raise NotImplementedError
 
@@ -275,7 +280,7 @@ class EpisodeRecord:
 
     def fail(self) -> RequestResult:
         """The next request found no agent (UNAVAILABLE, zero quality and latency; nothing is served)."""
-        return self._record(unavailable(self.requests[self.index]))
+        return self._record(failed(self.requests[self.index], "UNAVAILABLE"))
 
     def _record(self, result: RequestResult) -> RequestResult:
         self.results.append(result)
@@ -327,10 +332,6 @@ class SimEpisode(EpisodeRecord):
 
     def _slot_elapsed(self, now_s: float) -> float:
         return ((now_s + self.settings.policy_clock_s) % self.policy.slot_s) / self.policy.slot_s
-
-    def frame_due(self) -> bool:
-        """A frame boundary comes before (or at) the next request's arrival."""
-        return not self.done and self.boundary_s <= self.requests[self.index].arrival_s
 
     def frame_view(self) -> ClusterView:
         """The view at the next frame boundary (demand of the frame that ends there)."""

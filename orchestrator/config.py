@@ -31,6 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
+from orchestrator.utility import MAX_WEIGHT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -167,8 +168,8 @@ class PolicyConfig(BaseModel):
     fixed_steps: int = Field(8, ge=1, le=10_000)
     step_candidates: tuple[int, ...] = Field((4, 8, 16, 32), min_length=1, max_length=64)
     cloud_agent: str = Field("cloud", pattern=_NAME.pattern)
-    w_latency: float = Field(0.5, ge=0.0, le=1e6)
-    w_energy: float = Field(0.01, ge=0.0, le=1e6)
+    w_latency: float = Field(0.5, ge=0.0, le=MAX_WEIGHT)
+    w_energy: float = Field(0.01, ge=0.0, le=MAX_WEIGHT)
     evaluator: str = ""
     max_cache_ops: int = Field(4, ge=1, le=256)
     ewma_alpha: float = Field(0.3, gt=0.0, le=1.0)

@@ -31,10 +31,13 @@ class OrchestratorClient:
         seed: int = 0,
         request_id: str = "",
         snr_db: float | None = None,
+        w_latency: float | None = None,
+        w_energy: float | None = None,
     ) -> Routed:
         """One image of class ``label``; ``steps`` or ``quality_floor`` (or neither: the model's default);
-        ``snr_db``: the user's downlink SNR, dB (needed by a daemon that emulates a radio downlink)."""
-        spec = SubmitSpec(request_id, model, label, steps, quality_floor, deadline_s, seed, snr_db)
+        ``snr_db``: the user's downlink SNR, dB (needed by a daemon that emulates a radio downlink);
+        ``w_latency`` / ``w_energy``: the user's utility weights (None: the daemon's ``[policy]`` ones)."""
+        spec = SubmitSpec(request_id, model, label, steps, quality_floor, deadline_s, seed, snr_db, w_latency, w_energy)
         return serde.routed_from_proto(self._stub.Submit(serde.submit_request(spec), timeout=self.timeout_s))
 
     def status(self) -> serde.DaemonStatus:

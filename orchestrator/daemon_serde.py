@@ -108,6 +108,8 @@ def submit_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
         deadline_s=request.deadline_s,
         seed=request.seed,
         snr_db=request.snr_db if request.HasField("snr_db") else None,
+        w_latency=request.w_latency if request.HasField("w_latency") else None,
+        w_energy=request.w_energy if request.HasField("w_energy") else None,
     )
 
 
@@ -184,6 +186,10 @@ def submit_request(spec: SubmitSpec) -> pb.SubmitRequest:
         request.quality_floor = spec.quality_floor
     if spec.snr_db is not None:
         request.snr_db = spec.snr_db
+    if spec.w_latency is not None:
+        request.w_latency = spec.w_latency
+    if spec.w_energy is not None:
+        request.w_energy = spec.w_energy
     return request
 
 

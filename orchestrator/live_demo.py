@@ -137,8 +137,9 @@ def submit_one(
     started_s = time.monotonic()
     try:
         routed = client.submit(
-            req.model, req.label, deadline_s=req.deadline_s, seed=req.id, request_id=request_id, snr_db=req.snr_db
-        )
+            req.model, req.label, deadline_s=req.deadline_s, seed=req.id, request_id=request_id, snr_db=req.snr_db,
+            w_latency=req.w_latency, w_energy=req.w_energy,
+        )  # fmt: skip
     except grpc.RpcError as exc:
         code = exc.code() if callable(getattr(exc, "code", None)) else None
         outcome = code.name if code is not None else "ERROR"

@@ -215,8 +215,9 @@ class PolicyLoop:
             if exclude:
                 view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
             request = RequestInfo(
-                spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor, snr_db=spec.snr_db
-            )
+                spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor, snr_db=spec.snr_db,
+                w_latency=self.weights(spec)[0],
+            )  # fmt: skip
             allocation = self.allocation.allocate(view, request)
         finally:
             self.metrics.decision_seconds.labels("allocation").observe(time.perf_counter() - t0_s)
@@ -226,6 +227,13 @@ class PolicyLoop:
             action["bandwidth_share"] = share
         self._decision(self.allocation.name, "allocation", allocation.agent, spec.request_id, action)
         return allocation
+
+    def weights(self, spec: SubmitSpec) -> tuple[float, float]:
+        """The request's user's utility weights (per s of latency, per J): its own, else the ``[policy]`` ones."""
+        return (
+            spec.w_latency if spec.w_latency is not None else self.config.w_latency,
+            spec.w_energy if spec.w_energy is not None else self.config.w_energy,
+        )
 
     def _grant(self, request_id: str, fraction: float | None) -> float | None:
         """Take the request's band share in this slot (None: no radio); a retry's new grant replaces the old."""
@@ -279,13 +287,14 @@ class PolicyLoop:
             detail["quality_unavailable"] = why
         else:
             try:
+                w_latency, w_energy = self.weights(spec)
                 u = request_utility(
-                    quality, routed.latency_s, routed.energy_j, self.config.w_latency, self.config.w_energy,
-                    spec.quality_floor,
+                    quality, routed.latency_s, routed.energy_j, w_latency, w_energy, spec.quality_floor
                 )  # fmt: skip
                 reward = u.value
-                detail.update(latency_term=u.latency_term, energy_term=u.energy_term,
-                              energy_available=u.energy_available, floor_met=u.floor_met)  # fmt: skip
+                detail.update(w_latency=w_latency, w_energy=w_energy, latency_term=u.latency_term,
+                              energy_term=u.energy_term, energy_available=u.energy_available,
+                              floor_met=u.floor_met)  # fmt: skip
             except ValueError as exc:  # e.g. a negative measured energy
                 detail["utility_error"] = str(exc)
         policy = self.allocation.name if self.allocation else "router"

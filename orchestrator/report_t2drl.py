@@ -18,6 +18,8 @@ import numpy as np
 from orchestrator.t2drl import ALGOS
 
 #: two-sided 97.5 % Student-t quantiles by degrees of freedom (n - 1), for the 95 % interval
+BOUND = "upper bound"
+"""the name of the hindsight bound among the rows"""
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
@@ -115,8 +117,40 @@ def results_table(runs: list[dict], path: Path) -> Path:
             g = gain(rows, "t2drl", other)
             if g is not None:
                 lines.append(f"- over {other}: {g[0] * 100:+.2f} % ± {g[1] * 100:.2f} %")
+    lines += bound_lines(runs, rows)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def bound_lines(runs: list[dict], rows: dict[str, dict[str, object]]) -> list[str]:
+    """The hindsight upper bound of the runs that hold one (``result.json`` ``bound``): its mean, the most any
+    policy could gain over each, and the share of the room above random caching that t2drl takes."""
+    per_seed = {int(r["seed"]): float(r["bound"]["utility"]) for r in runs if r.get("bound")}
+    if not per_seed:
+        return []
+    mean, half = interval(list(per_seed.values()))
+    first = next(r for r in runs if r.get("bound"))
+    lines = [
+        "",
+        f"Upper bound on the same workloads ({first['bound']['model']}; no policy exceeds it): "
+        f"{mean:.4f} ± {half:.4f} per request. The most any policy could gain (per-seed bound / policy − 1):",
+        "",
+    ]
+    with_bound = {**rows, BOUND: {"per_seed_utility": per_seed}}
+    for name in rows:
+        g = gain(with_bound, BOUND, name)
+        if g is not None:
+            lines.append(f"- over {name}: {g[0] * 100:+.2f} % ± {g[1] * 100:.2f} %")
+    base = rows.get("random+fixed-steps")
+    if "t2drl" in rows and base is not None:
+        ours, theirs = rows["t2drl"]["per_seed_utility"], base["per_seed_utility"]  # type: ignore[index]
+        seeds = sorted(set(ours) & set(theirs) & set(per_seed))  # type: ignore[arg-type]
+        taken = [(ours[s] - theirs[s]) / (per_seed[s] - theirs[s]) for s in seeds if per_seed[s] > theirs[s]]  # type: ignore[index]
+        if taken:
+            m, h = interval(taken)
+            lines += ["", f"t2drl takes {m * 100:.1f} % ± {h * 100:.1f} % of the room between random+fixed-steps and "
+                      "the bound."]  # fmt: skip
+    return lines
 
 
 def curves_figure(runs: list[dict], path: Path) -> Path:

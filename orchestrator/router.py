@@ -29,6 +29,7 @@ from orchestrator.policies.base import Allocation, NoAgent
 from orchestrator.radio import SNR_MAX_DB, SNR_MIN_DB
 from orchestrator.registry import UP, AgentEntry, Registry
 from orchestrator.store import RequestRecord, Store
+from orchestrator.utility import MAX_WEIGHT
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class SubmitSpec:
     deadline_s: float = 0.0
     seed: int = 0
     snr_db: float | None = None  # the user's downlink SNR, dB (a radio downlink needs it)
+    w_latency: float | None = None  # the user's utility lost per s of latency (None: the [policy] weight)
+    w_energy: float | None = None  # the user's utility lost per J (None: the [policy] weight)
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ class Router:
             ("quality_floor", spec.quality_floor is not None and not 0 < spec.quality_floor <= 1, "is outside (0, 1]"),
             ("snr_db", spec.snr_db is not None and not SNR_MIN_DB <= spec.snr_db <= SNR_MAX_DB,
              f"{spec.snr_db} is outside [{SNR_MIN_DB:g}, {SNR_MAX_DB:g}] dB"),
+            *((name, w is not None and not 0 <= w <= MAX_WEIGHT, f"{w} is outside [0, {MAX_WEIGHT:g}]")
+              for name, w in (("w_latency", spec.w_latency), ("w_energy", spec.w_energy))),
             ("deadline_s", not 0 < spec.deadline_s <= self.limits.max_deadline_s, f"{spec.deadline_s:g} is outside "
              f"(0, {self.limits.max_deadline_s:g}] (limits.max_deadline_s)"),
         )  # fmt: skip

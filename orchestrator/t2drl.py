@@ -14,7 +14,8 @@ Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-act
 baselines (``random+fixed-steps``, ``most-popular+fixed-steps``, ``popular-spread+fixed-steps``,
 ``lru+fixed-steps``) replay the same
 held-out workloads in the simulator (:func:`orchestrator.sim.cluster.simulate`); ``result.json``
-holds the mean utility, hit ratio and latency of each.
+holds the mean utility, hit ratio and latency of each, and (simulator) the hindsight upper bound of
+:mod:`orchestrator.t2drl_bound` on the same workloads: the room any policy has there.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from orchestrator.policies.base import NoAgent
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.random_cache import RandomCaching
 from orchestrator.sim.cluster import run_episode
+from orchestrator.t2drl_bound import utility_bound
+from orchestrator.workload import Workload
 
 ALGOS: dict[str, tuple[str, str]] = {
     "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
@@ -253,6 +256,17 @@ def evaluate(
     return {name: summarize(rows) for name, rows in results.items()}
 
 
+BOUND_MODEL = "orchestrator/t2drl_bound.py: hindsight band split, every request on an edge at its best steps"
+
+
+def eval_bound(backend: SimBackend, seeds: list[int], slots: int, max_steps: int) -> float:
+    """The utility bound per request (:mod:`orchestrator.t2drl_bound`) on the held-out workloads of ``seeds``;
+    steps up to ``max_steps`` or the fixed policies' steps, whichever is more."""
+    workloads = [Workload.from_scenario(backend.scenario, seed).requests(slots) for seed in seeds]
+    steps = max(max_steps, backend.policy.fixed_steps)
+    return utility_bound(workloads, backend.samplers, backend.settings.downlink, backend.settings.hops, steps)
+
+
 def baseline_policies(backend: EnvBackend, names: tuple[str, ...] = BASELINES) -> dict[str, tuple[object, object]]:
     """The heuristic (caching, allocation) pairs named ``caching+allocation``."""
     pairs = {}
@@ -332,6 +346,9 @@ def train_t2drl(
             learner.save(out / "caching.pt")
         pairs = {algo: learned_policies(algo, learner, actor, env, cfg), **baseline_policies(env)}
         summaries = evaluate(env, pairs, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots)
+        bound = None
+        if live is None:  # the bound models the simulator
+            bound = eval_bound(sim, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots, cfg.max_steps)
     finally:
         torch.set_num_threads(previous)
         if live is not None:
@@ -346,6 +363,7 @@ def train_t2drl(
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
         "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
         "mem_bytes": env.mem_bytes(), "policies": summaries, "curve": history,
+        "bound": None if bound is None else {"utility": bound, "model": BOUND_MODEL},
         "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")

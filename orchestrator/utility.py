@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_WEIGHT = 1e6
+"""the largest utility weight (per s of latency, per J of energy) a config or a request may set"""
+
 
 @dataclass(frozen=True)
 class UtilityResult:

@@ -71,7 +71,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("request_id", "model", "label", "quality_floor", "steps", "deadline_s", "seed", "snr_db")
+    __slots__ = ("request_id", "model", "label", "quality_floor", "steps", "deadline_s", "seed", "snr_db", "w_latency", "w_energy")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class SubmitRequest(_message.Message):
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
+    W_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    W_ENERGY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     label: int
@@ -88,7 +90,9 @@ class SubmitRequest(_message.Message):
     deadline_s: float
     seed: int
     snr_db: float
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., quality_floor: _Optional[float] = ..., steps: _Optional[int] = ..., deadline_s: _Optional[float] = ..., seed: _Optional[int] = ..., snr_db: _Optional[float] = ...) -> None: ...
+    w_latency: float
+    w_energy: float
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[int] = ..., quality_floor: _Optional[float] = ..., steps: _Optional[int] = ..., deadline_s: _Optional[float] = ..., seed: _Optional[int] = ..., snr_db: _Optional[float] = ..., w_latency: _Optional[float] = ..., w_energy: _Optional[float] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")

@@ -14,7 +14,9 @@ Caching (once per frame, discrete):
 
 Allocation (per request, continuous, actions in [-1, 1]):
 
-- observation: the requested model (one-hot), the user's quality floor (0 when none); per server
+- observation: the requested model (one-hot), the user's quality floor (0 when none), the user's
+  latency weight / ``W_LATENCY_SCALE`` (clipped at 1; -1 when not known; the live daemon takes it from
+  ``SubmitRequest.w_latency``, else its ``[policy]`` weight); per server
   (each edge agent, then the cloud): whether it can serve the request now (the model loaded; the
   cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at 1), and the measured mean
   latency of the model there (EWMA over step counts, s, clipped at ``LATENCY_CAP_S``; -1 when none);
@@ -51,6 +53,8 @@ SE_SCALE = 10.0
 """spectral efficiency, bit/s/Hz, that counts as 1 in the observation (30 dB ~ 10 bit/s/Hz)"""
 REMAINING_SCALE = 5.0
 """requests still to come in a slot that count as 1 in the observation"""
+W_LATENCY_SCALE = 2.0
+"""a user's latency weight, per s, that counts as 1 in the observation"""
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class Layout:
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 1 + 3 * len(self.servers) + (4 if self.radio else 0)
+        return len(self.models) + 2 + 3 * len(self.servers) + (4 if self.radio else 0)
 
     @property
     def allocation_act_dim(self) -> int:
@@ -167,6 +171,7 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
     """The allocation observation (float32, in [-1, 1]) of ``request`` in ``view``."""
     onehot = [1.0 if m == request.model else 0.0 for m in layout.models]
     floor = request.quality_floor if request.quality_floor is not None else 0.0
+    weight = -1.0 if request.w_latency is None else min(request.w_latency / W_LATENCY_SCALE, 1.0)
     per_server = []
     for name in layout.servers:
         agent = view.agent(name)
@@ -185,7 +190,7 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
         rate_per_slot = sum(view.requests_total.values()) / max(view.slot + elapsed, 1.0)
         remaining = min(rate_per_slot * (1.0 - elapsed) / REMAINING_SCALE, 1.0)
         radio = [min(se / SE_SCALE, 1.0), free, elapsed, remaining]
-    return np.asarray([*onehot, floor, *per_server, *radio], np.float32)
+    return np.asarray([*onehot, floor, weight, *per_server, *radio], np.float32)
 
 
 def steps_of(a0: float, layout: Layout) -> int:

@@ -283,7 +283,10 @@ class LiveEpisode(EpisodeRecord):
             self.requests_total[req.model] += 1
             self.last_request_s[req.model] = time.monotonic()
             self._counted = self.index
-        info = RequestInfo(self._id(req), req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db)
+        info = RequestInfo(
+            self._id(req), req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db,
+            w_latency=req.w_latency,
+        )  # fmt: skip
         return req, self._view(), info
 
     def _id(self, req: WorkloadRequest) -> str:

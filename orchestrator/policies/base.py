@@ -171,6 +171,7 @@ class RequestInfo:
     steps: int | None = None  # the steps the user asked for, if any (they are kept)
     quality_floor: float | None = None
     snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
+    w_latency: float | None = None  # the user's latency weight, per s (None: not known)
 
 
 @dataclass(frozen=True)

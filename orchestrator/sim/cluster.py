@@ -357,7 +357,10 @@ class SimEpisode(EpisodeRecord):
             cluster.last_request_s[req.model] = req.arrival_s
             self._counted = self.index
         view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame, self._slot_elapsed(req.arrival_s))
-        info = RequestInfo(f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db)
+        info = RequestInfo(
+            f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db,
+            w_latency=req.w_latency,
+        )  # fmt: skip
         return req, view, info
 
     def serve(self, agent: str, steps: int | None, band_fraction: float | None = None) -> RequestResult:

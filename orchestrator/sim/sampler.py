@@ -114,6 +114,12 @@ class ModelSampler:
         std = interpolate(self._q_steps, self._q_std, steps, extrapolate=False)
         return min(max(mean, 0.0), 1.0), max(std, 0.0)
 
+    def mean_energy_j(self, steps: int) -> float | None:
+        """The mean energy of a request at ``steps``, J, as ``draw`` models it; None when unavailable."""
+        if self._energy is not None:
+            return max(float(self._energy.predict(float(steps))), 0.0)
+        return self.power_w * self.compute_stats(steps)[0] if self.power_w is not None else None
+
     def draw(self, steps: int, rng: np.random.Generator) -> Draw:
         """One modeled request at ``steps`` (batch 1)."""
         mean, std = self.compute_stats(steps)

@@ -9,14 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.report_t2drl import aggregate, find_runs, gain, interval
+from orchestrator.report_t2drl import aggregate, bound_lines, find_runs, gain, interval
 
 
 def _summary(utility: float, hit: float = 0.5) -> dict:
     return {"utility": utility, "hit_ratio": hit, "mean_latency_s": 0.1, "mean_quality": 0.95, "requests": 10}
 
 
-def _write_runs(root, utilities: dict[str, list[float]], baseline: list[float]) -> None:
+def _write_runs(
+    root, utilities: dict[str, list[float]], baseline: list[float], bound: list[float] | None = None
+) -> None:
     for algo, values in utilities.items():
         for seed, u in enumerate(values):
             folder = root / f"{algo}-s{seed}"
@@ -28,6 +30,7 @@ def _write_runs(root, utilities: dict[str, list[float]], baseline: list[float]) 
                 "algo": algo, "seed": seed, "scenario": "t2drl", "device": "x86-cpu", "eval_episodes": 2,
                 "eval_slots": 30, "curve": curve,
                 "policies": {algo: _summary(u), "random+fixed-steps": _summary(baseline[seed], 0.3)},
+                "bound": None if bound is None else {"utility": bound[seed], "model": "test bound"},
             }  # fmt: skip
             (folder / "result.json").write_text(json.dumps(result))
 
@@ -64,3 +67,16 @@ def test_edgetb_report_writes_the_table_and_curves(tmp_path) -> None:
     table = (tmp_path / "fig" / "t2drl_results.md").read_text()
     assert "| t2drl | 3 | 0.8500 ± " in table and "over random+fixed-steps: +21.43 %" in table
     assert (tmp_path / "fig" / "t2drl_curves.png").stat().st_size > 5000
+
+
+def test_the_report_gives_the_room_under_the_bound(tmp_path) -> None:
+    _write_runs(tmp_path / "runs", {"t2drl": [0.8, 0.9]}, baseline=[0.6, 0.8], bound=[1.0, 1.0])
+    rows = aggregate(find_runs(tmp_path / "runs"))
+    lines = "\n".join(bound_lines(find_runs(tmp_path / "runs"), rows))
+    assert "(test bound; no policy exceeds it): 1.0000 ± 0.0000" in lines
+    m, h = interval([1.0 / 0.6 - 1, 1.0 / 0.8 - 1])
+    assert f"- over random+fixed-steps: {m * 100:+.2f} % ± {h * 100:.2f} %" in lines
+    m, h = interval([(0.8 - 0.6) / (1.0 - 0.6), (0.9 - 0.8) / (1.0 - 0.8)])  # 50 % of the room each
+    assert f"t2drl takes {m * 100:.1f} % ± {h * 100:.1f} % of the room" in lines and m == pytest.approx(0.5)
+    _write_runs(tmp_path / "old", {"t2drl": [0.8]}, baseline=[0.6])  # runs without a bound: no lines
+    assert bound_lines(find_runs(tmp_path / "old"), aggregate(find_runs(tmp_path / "old"))) == []

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchestrator.envs.features import REMAINING_SCALE, SE_SCALE, Layout, cache_configs, decode_allocation, steps_of
+from orchestrator.envs.features import (
+    REMAINING_SCALE,
+    SE_SCALE,
+    W_LATENCY_SCALE,
+    Layout,
+    cache_configs,
+    decode_allocation,
+    steps_of,
+)
 from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
 from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
@@ -205,9 +213,11 @@ def test_radio_observation_and_band_ledger(radio_backend) -> None:
     assert len(rows) > 30
     granted: dict[int, float] = {}
     remaining = []
+    weight_at = len(radio_backend.layout().models) + 1  # after the model one-hot and the quality floor
     for seen, row in enumerate(rows, start=1):
         req, obs, info = row["req"], row["obs"], row["info"]
         assert {"bandwidth_share", "downlink_s", "outcome", "latency_s"} <= set(info)
+        assert obs[weight_at] == pytest.approx(min(req.w_latency / W_LATENCY_SCALE, 1.0), abs=1e-6)  # the user's
         # observation: spectral efficiency, free band, slot elapsed, requests still to come in the slot
         se = math.log2(1 + 10 ** (RADIO["snr_db"] / 10))
         assert obs[-4] == pytest.approx(min(se / SE_SCALE, 1.0), abs=1e-6)
@@ -230,6 +240,7 @@ def test_radio_observation_and_band_ledger(radio_backend) -> None:
             assert info["latency_s"] >= info["downlink_s"] > 0
     assert any(v > 0.99 for v in granted.values())  # some slots gave all their band away
     assert 0 < min(remaining) < max(remaining) < 1  # the expected arrivals left vary within a slot
+    assert len({float(row["obs"][weight_at]) for row in rows}) > 2  # users weigh latency differently
     assert sum(1 for row in rows if row["obs"][-3] < 1.0) > 5  # and many requests shared a slot
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.config import Limits, PolicyConfig
 from orchestrator.metrics import Metrics
+from orchestrator.policies.base import Allocation
 from orchestrator.policy_loop import PolicyLoop
 from orchestrator.registry import Capabilities, Registry
 from orchestrator.router import Routed, RouteError, Router, SubmitSpec
@@ -101,6 +102,30 @@ def test_the_router_asks_the_policy_and_reports_when_it_has_no_agent() -> None:
         router._choose(SubmitSpec("r3", "zz", 0), frozenset())
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
     assert [row[4] for table, row in store.rows if table == "decisions"] == ["r1", "r2"]
+
+
+class RecordingAllocation:
+    """An allocation policy that records what it is told of each request and sends it to e1."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def allocate(self, view, request):
+        self.seen.append(request)
+        return Allocation("e1", 4, "recorded")
+
+
+def test_the_allocation_policy_is_told_the_users_latency_weight_or_the_default() -> None:
+    loop, _, _ = _loop(w_latency=0.7)
+    recording = RecordingAllocation()
+    loop.allocation = recording
+    loop.allocate(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2), frozenset())
+    loop.allocate(SubmitSpec("r2", "c", 0), frozenset())
+    assert [(r.request_id, r.w_latency) for r in recording.seen] == [("r1", 1.5), ("r2", 0.7)]
+    assert loop.weights(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2)) == (1.5, 0.2)
+    assert loop.weights(SubmitSpec("r2", "c", 0)) == (0.7, loop.config.w_energy)
 
 
 class FakeEvaluator:

@@ -78,6 +78,20 @@ def test_the_reward_counts_the_downlink(cluster) -> None:
     assert reward == pytest.approx(detail["quality"] - 0.5 * detail["latency_s"], abs=1e-6)
 
 
+def test_the_users_own_weights_rate_the_request(cluster) -> None:
+    routed = cluster.client.submit(
+        MODEL, 4, deadline_s=5.0, seed=3, request_id="radio-weights", snr_db=0.0, w_latency=2.0, w_energy=0.0
+    )
+    rows = _rows(cluster, "SELECT reward, detail_json FROM rewards")
+    reward, detail = next((r, json.loads(d)) for r, d in rows if json.loads(d)["request_id"] == "radio-weights")
+    assert detail["latency_s"] == pytest.approx(routed.latency_s) and detail["w_latency"] == 2.0
+    assert reward == pytest.approx(detail["quality"] - 2.0 * detail["latency_s"], abs=1e-6)  # not the 0.5 default
+    for field, bad in (("w_latency", -0.1), ("w_energy", float("nan")), ("w_latency", 1e9)):
+        with pytest.raises(grpc.RpcError) as info:
+            cluster.client.submit(MODEL, 1, deadline_s=5.0, snr_db=10.0, **{field: bad})
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in info.value.details()
+
+
 def test_a_request_without_its_snr_is_refused_naming_the_field(cluster) -> None:
     with pytest.raises(grpc.RpcError) as info:
         cluster.client.submit(MODEL, 1, deadline_s=5.0)

@@ -1,0 +1,122 @@
+"""An upper bound on the utility any T2DRL policy can reach on a simulated workload (hindsight, relaxed).
+
+It tells how much room the learned policies have: a gain target above the bound cannot be met on that
+workload by any caching and allocation policy. The bound relaxes the simulator (``orchestrator.sim.cluster``)
+in the policy's favour, request by request and slot by slot:
+
+- every request is served on an edge agent that already holds its model: no load, no queue, no cloud
+  delay; at the steps (``1..max_steps``) that maximise its *expected* utility without the downlink,
+  ``b = E[quality] - w_latency (E[compute] + hops x overhead) - w_energy E[energy]`` (the profile means the
+  sampler draws from; a draw's compute is truncated at 0, so its mean is no smaller);
+- the band of each slot is split in hindsight: the policy knows every request of the slot and its SNR
+  when it decides. A request ``i`` sent on share ``s_i`` spends ``t_i / s_i`` on air (``t_i`` its time on
+  the whole band), and the shares of a slot sum to at most 1. For the requests it serves (a set ``S``),
+  ``sum w_i t_i / s_i`` is least at ``s_i`` proportional to ``sqrt(w_i t_i)``, where it equals
+  ``(sum_S sqrt(w_i t_i))^2`` (Cauchy-Schwarz); the other requests fail at their deadline
+  (``-w_i deadline_i``, as the simulator scores a miss). ``S`` may hold a request in part (a relaxation
+  whose optimum is found greedily, see :func:`slot_bound`);
+- deadlines of served requests are not enforced (dropping a constraint only raises the optimum), and a
+  request that cannot make its deadline even alone on the whole band may still be dropped, never forced.
+
+Expectations are over the quality, compute and energy draws, which no policy sees before it decides; arrivals
+and SNRs are known in advance, which no online policy can do. Hence a bound, not a policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from orchestrator.radio import Downlink
+from orchestrator.sim.sampler import ModelSampler
+from orchestrator.workload import WorkloadRequest
+
+
+def best_served_value(req: WorkloadRequest, sampler: ModelSampler, hops: float, max_steps: int) -> float:
+    """The request's largest expected utility over steps ``1..max_steps``, served at once, without the downlink."""
+    best = -math.inf
+    for steps in range(1, max_steps + 1):
+        stats = sampler.quality_stats(steps)
+        quality = stats[0] if stats is not None else 0.0
+        compute_s, _ = sampler.compute_stats(steps)
+        energy_j = sampler.mean_energy_j(steps)
+        value = quality - req.w_latency * (compute_s + hops * sampler.overhead_s(steps))
+        value -= req.w_energy * (energy_j if energy_j is not None else 0.0)
+        best = max(best, value)
+    return best
+
+
+def slot_bound(
+    served: Sequence[float], weights: Sequence[float], air_s: Sequence[float], missed: Sequence[float]
+) -> float:
+    """The largest total utility of one slot's requests when the band is split in hindsight (relaxed).
+
+    With ``g_i = served_i - missed_i`` and ``c_i = sqrt(w_i t_i)``, a served set ``S`` gives
+    ``sum missed + sum_S g_i - (sum_S c_i)^2``. Letting each request be served in part (``x_i`` in [0, 1])
+    only raises the optimum; the relaxed problem is concave and its optimum is greedy: take requests by
+    ``g_i / c_i``, highest first, while ``g_i / c_i >= 2 (C + c_i)`` (``C`` the cost taken so far), and the
+    next one in the part where its marginal gain reaches 0.
+
+    Args:
+        served: per request, its utility served without the downlink.
+        weights: per request, the user's latency weight, per s.
+        air_s: per request, its image's time on the whole band, s (inf: it cannot be sent).
+        missed: per request, its utility when it fails.
+    """
+    if not len(served) == len(weights) == len(air_s) == len(missed):
+        raise ValueError("slot_bound: served, weights, air_s and missed need one entry per request")
+    total = float(sum(missed))
+    items = []
+    for s, m, w, t in zip(served, missed, weights, air_s, strict=True):
+        g, c = s - m, math.sqrt(w * t) if math.isfinite(t) else math.inf
+        if g <= 0 or not math.isfinite(c):
+            continue  # failing it is no worse, or it cannot be sent at all
+        if c == 0:
+            total += g  # no band cost (no latency weight)
+        else:
+            items.append((g, c))
+    cost = 0.0
+    for g, c in sorted(items, key=lambda gc: gc[0] / gc[1], reverse=True):
+        x = min(1.0, (g / (2.0 * c) - cost) / c)
+        if x <= 0:
+            break
+        total += x * g - (cost + x * c) ** 2 + cost**2
+        cost += x * c
+    return total
+
+
+def utility_bound(
+    workloads: Sequence[Sequence[WorkloadRequest]],
+    samplers: Mapping[str, ModelSampler],
+    downlink: Downlink | None,
+    hops: float = 2.0,
+    max_steps: int = 32,
+) -> float:
+    """Mean utility per request that no policy exceeds on ``workloads`` (each one run's requests, its own slots).
+
+    Args:
+        workloads: the runs' requests.
+        samplers: model -> sampler from its profile (as the simulator uses).
+        downlink: the radio downlink; None: no radio (every request is served at its best).
+        hops: gRPC round trips per request whose overhead the profile measured once (``SimSettings.hops``).
+        max_steps: the most denoising steps a policy may choose.
+    """
+    count, total = 0, 0.0
+    for requests in workloads:
+        by_slot: dict[int, list[WorkloadRequest]] = defaultdict(list)
+        for req in requests:
+            by_slot[req.slot].append(req)
+        for reqs in by_slot.values():
+            served = [best_served_value(r, samplers[r.model], hops, max_steps) for r in reqs]
+            missed = [-r.w_latency * r.deadline_s for r in reqs]
+            if downlink is None:
+                total += sum(max(s, m) for s, m in zip(served, missed, strict=True))
+            else:
+                snrs = [r.snr_db if r.snr_db is not None else -math.inf for r in reqs]
+                air_s = [downlink.tx_time_s(1.0, snr) for snr in snrs]
+                total += slot_bound(served, [r.w_latency for r in reqs], air_s, missed)
+        count += len(requests)
+    if not count:
+        raise ValueError("workloads: the bound needs at least one request")
+    return total / count

@@ -17,9 +17,9 @@ import numpy as np
 
 from orchestrator.t2drl import ALGOS
 
-#: two-sided 97.5 % Student-t quantiles by degrees of freedom (n - 1), for the 95 % interval
 BOUND = "upper bound"
 """the name of the hindsight bound among the rows"""
+#: two-sided 97.5 % Student-t quantiles by degrees of freedom (n - 1), for the 95 % interval
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 

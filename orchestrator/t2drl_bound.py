@@ -28,8 +28,10 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from orchestrator.live_demo import failed
 from orchestrator.radio import Downlink
 from orchestrator.sim.sampler import ModelSampler
+from orchestrator.utility import request_utility
 from orchestrator.workload import WorkloadRequest
 
 
@@ -39,11 +41,9 @@ def best_served_value(req: WorkloadRequest, sampler: ModelSampler, hops: float, 
     for steps in range(1, max_steps + 1):
         stats = sampler.quality_stats(steps)
         quality = stats[0] if stats is not None else 0.0
-        compute_s, _ = sampler.compute_stats(steps)
+        latency_s = sampler.compute_stats(steps)[0] + hops * sampler.overhead_s(steps)
         energy_j = sampler.mean_energy_j(steps)
-        value = quality - req.w_latency * (compute_s + hops * sampler.overhead_s(steps))
-        value -= req.w_energy * (energy_j if energy_j is not None else 0.0)
-        best = max(best, value)
+        best = max(best, request_utility(quality, latency_s, energy_j, req.w_latency, req.w_energy).value)
     return best
 
 
@@ -109,7 +109,7 @@ def utility_bound(
             by_slot[req.slot].append(req)
         for reqs in by_slot.values():
             served = [best_served_value(r, samplers[r.model], hops, max_steps) for r in reqs]
-            missed = [-r.w_latency * r.deadline_s for r in reqs]
+            missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
             if downlink is None:
                 total += sum(max(s, m) for s, m in zip(served, missed, strict=True))
             else:

@@ -178,6 +178,7 @@ class PolicyLoop:
             last_request_s=dict(self.last_request_s), measured=self.measured.snapshot(),
             model_rank=self.config.model_rank, cache_models=self.config.cache_models,
             band_free=None if self.band is None else self.band.free(self.slot), slot_elapsed=self._slot_elapsed(),
+            downlink=self.downlink,
         )  # fmt: skip
 
     def _slot_elapsed(self) -> float:
@@ -216,7 +217,7 @@ class PolicyLoop:
                 view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
             request = RequestInfo(
                 spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor, snr_db=spec.snr_db,
-                w_latency=self.weights(spec)[0],
+                w_latency=self.weights(spec)[0], deadline_s=spec.deadline_s or None,
             )  # fmt: skip
             allocation = self.allocation.allocate(view, request)
         finally:

@@ -30,7 +30,10 @@ Allocation (per request, continuous, actions in [-1, 1]):
   score the S servers, and the request goes to the best-scoring server that can serve it; with a
   radio, the last entry sets the fraction of the slot's free band the request takes, ``(a + 1) / 2``
   (the band ledger raises it to its least share). Every action maps onto a feasible decision (the
-  "action amender").
+  "action amender"). The amender also gives a *hopeless* request the least share: one whose image
+  would miss its deadline even on all of the slot's free band after the measured latency of the model
+  on the chosen server (:func:`hopeless`). The band it would have taken goes to the requests after it;
+  the request fails either way.
 """
 
 from __future__ import annotations
@@ -193,6 +196,23 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
     return np.asarray([*onehot, floor, weight, *per_server, *radio], np.float32)
 
 
+def hopeless(view: ClusterView, request: RequestInfo, server: str, steps: int) -> bool:
+    """Whether ``request`` on ``server`` at ``steps`` misses its deadline whatever band share it gets.
+
+    Its image cannot be sent faster than on all of the slot's free band, after the model's measured
+    latency there (at ``steps`` when measured, else over all step counts, else taken as 0). False when
+    the request's deadline or SNR, or the view's downlink, is not known.
+    """
+    if view.downlink is None or request.deadline_s is None or request.snr_db is None:
+        return False
+    free = view.band_free if view.band_free is not None else 1.0
+    at_steps = view.measured.get((server, request.model, steps))
+    latency_s = at_steps.latency_s if at_steps is not None else None
+    if latency_s is None:
+        latency_s = _measured_latency_s(view, server, request.model)
+    return view.downlink.tx_time_s(free, request.snr_db) + (latency_s or 0.0) > request.deadline_s
+
+
 def steps_of(a0: float, layout: Layout) -> int:
     """``a0`` in [-1, 1] -> steps on a log scale from ``min_steps`` (-1) to ``max_steps`` (+1)."""
     lo, hi = math.log2(layout.min_steps), math.log2(layout.max_steps)
@@ -203,7 +223,8 @@ def steps_of(a0: float, layout: Layout) -> int:
 def decode_allocation(
     action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout
 ) -> tuple[str, int, float | None]:
-    """The server, steps and band fraction (None without a radio) an allocation action means.
+    """The server, steps and band fraction (None without a radio) an allocation action means; a
+    :func:`hopeless` request gets band fraction 0 (the band ledger raises it to the least share).
 
     Raises:
         NoAgent: no server can serve the request.
@@ -215,5 +236,8 @@ def decode_allocation(
     if not feasible:
         raise NoAgent(f"model: '{request.model}' is loaded on no up edge agent and no cloud agent is up with it")
     best = max(feasible, key=lambda i: (a[1 + i], -i))
+    server, steps = layout.servers[best], steps_of(a[0], layout)
     share = (float(np.clip(a[-1], -1.0, 1.0)) + 1.0) / 2.0 if layout.radio else None
-    return layout.servers[best], steps_of(a[0], layout), share
+    if share is not None and hopeless(view, request, server, steps):
+        share = 0.0
+    return server, steps, share

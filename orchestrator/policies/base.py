@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from orchestrator.radio import Downlink
+
 
 @dataclass(frozen=True)
 class AgentState:
@@ -116,6 +118,7 @@ class ClusterView:
         cache_models: models each edge agent may keep loaded.
         band_free: fraction of the radio downlink's band still free in this slot (``orchestrator.radio``);
             None without a radio.
+        downlink: the radio downlink the band belongs to (None without a radio).
         slot_elapsed: fraction of the current slot already past, [0, 1).
     """
 
@@ -131,6 +134,7 @@ class ClusterView:
     cache_models: int = 1
     band_free: float | None = None
     slot_elapsed: float = 0.0
+    downlink: Downlink | None = None
 
     def agent(self, name: str) -> AgentState | None:
         return next((a for a in self.agents if a.name == name), None)
@@ -172,6 +176,7 @@ class RequestInfo:
     quality_floor: float | None = None
     snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
     w_latency: float | None = None  # the user's latency weight, per s (None: not known)
+    deadline_s: float | None = None  # the time the request has from now, s (None: not known)
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,7 @@ class SimCluster:
             requests_total=dict(self.requests_total), last_request_s=dict(self.last_request_s),
             measured=self.measured.snapshot(), model_rank=self.policy.model_rank,
             cache_models=self.policy.cache_models, band_free=None if self.band is None else self.band.free(slot),
-            slot_elapsed=slot_elapsed,
+            slot_elapsed=slot_elapsed, downlink=None if self.band is None else self.settings.downlink,
         )  # fmt: skip
 
     # --- decisions ------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class SimEpisode(EpisodeRecord):
         view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame, self._slot_elapsed(req.arrival_s))
         info = RequestInfo(
             f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db,
-            w_latency=req.w_latency,
+            w_latency=req.w_latency, deadline_s=req.deadline_s,
         )  # fmt: skip
         return req, view, info
 

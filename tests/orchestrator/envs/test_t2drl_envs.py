@@ -16,10 +16,11 @@ from orchestrator.envs.features import (
     Layout,
     cache_configs,
     decode_allocation,
+    hopeless,
     steps_of,
 )
 from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
-from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
+from orchestrator.policies.base import AgentState, ClusterView, Measured, NoAgent, RequestInfo
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.fixed_steps import FixedSteps
 from orchestrator.radio import Downlink
@@ -117,6 +118,36 @@ def test_steps_map_and_decode_only_picks_servers_holding_the_model() -> None:
     assert len(cache_configs(layout)) == 4 and len(cache_configs(dataclasses.replace(layout, cache_models=2))) == 1
 
 
+def test_a_request_no_band_share_can_save_gets_the_least_share() -> None:
+    layout = Layout(("a",), ("edge-1",), radio=True)
+    agents = (AgentState("edge-1", True, False, frozenset({"a"}), frozenset({"a"})),)
+    link = Downlink(1e6, 100_000, 0.05)  # 0.8 Mbit: 0.8 s on the whole band at 0 dB (1 bit/s/Hz)
+    measured = {("edge-1", "a", 6): Measured(latency_s=0.3, count=2), ("edge-1", "a", 16): Measured(1.5, count=2)}
+    view = ClusterView(0.0, 0, 0, agents, measured=measured, band_free=0.5, downlink=link)  # 1.6 s on the free band
+    action = np.array([0.0, 1.0, -1.0, 0.5])  # 6 steps, edge-1, 75 % of the free band
+
+    def request(deadline_s: float | None, snr_db: float | None = 0.0) -> RequestInfo:
+        return RequestInfo("r", "a", 1, snr_db=snr_db, deadline_s=deadline_s)
+
+    assert decode_allocation(action, view, request(2.0), layout) == ("edge-1", 6, 0.75)  # 1.6 + 0.3 s fits in 2 s
+    assert decode_allocation(action, view, request(1.8), layout) == ("edge-1", 6, 0.0)  # hopeless: least share
+    assert decode_allocation(action, view, request(1.8, snr_db=10.0), layout)[2] == 0.75  # a better channel fits
+    assert decode_allocation(action, replace_view(view, band_free=1.0), request(1.8), layout)[2] == 0.75
+    # not known: the deadline, the SNR or the downlink -> the actor's share stands
+    assert decode_allocation(action, view, request(None), layout)[2] == 0.75
+    assert decode_allocation(action, view, request(1.8, snr_db=None), layout)[2] == 0.75
+    assert decode_allocation(action, replace_view(view, downlink=None), request(1.8), layout)[2] == 0.75
+    # the latency measured at the chosen steps, else the mean over step counts, else none
+    assert not hopeless(view, request(2.0), "edge-1", 6) and hopeless(view, request(2.0), "edge-1", 16)  # 1.9, 3.1 s
+    assert hopeless(view, request(2.45), "edge-1", 3) and not hopeless(view, request(2.55), "edge-1", 3)  # 1.6 + 0.9
+    nothing = replace_view(view, measured={})
+    assert not hopeless(nothing, request(1.65), "edge-1", 6) and hopeless(nothing, request(1.55), "edge-1", 6)
+
+
+def replace_view(view: ClusterView, **changes: object) -> ClusterView:
+    return dataclasses.replace(view, **changes)
+
+
 def test_learned_policies_run_unchanged_in_the_simulator(backend) -> None:
     """An actor that always says "8 steps, edge first" is FixedSteps(8) on a one-edge cluster."""
     one_edge = dataclasses.replace(backend, settings=dataclasses.replace(backend.settings, edge_agents=1))
@@ -184,6 +215,10 @@ def test_radio_grows_the_allocation_spaces(plain_backend, radio_backend) -> None
     plain.reset(seed=1)
     _, _, _, _, info = plain.step(np.zeros(plain.action_space.shape, np.float32))
     assert info["bandwidth_share"] is None and info["downlink_s"] == 0.0
+    # what a policy knows of a request: its deadline; of the cluster: the downlink (with a radio)
+    req, view, request = radio._episode.request_view()
+    assert request.deadline_s == req.deadline_s == radio_backend.scenario.requests.deadline_s
+    assert view.downlink == link and plain._episode.request_view()[1].downlink is None
 
 
 def run_radio_episode(env: AllocationEnv, band_action, seed: int = 4) -> list[dict]:

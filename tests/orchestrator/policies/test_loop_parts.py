@@ -13,6 +13,7 @@ from orchestrator.config import Limits, PolicyConfig
 from orchestrator.metrics import Metrics
 from orchestrator.policies.base import Allocation
 from orchestrator.policy_loop import PolicyLoop
+from orchestrator.radio import Downlink
 from orchestrator.registry import Capabilities, Registry
 from orchestrator.router import Routed, RouteError, Router, SubmitSpec
 
@@ -121,11 +122,19 @@ def test_the_allocation_policy_is_told_the_users_latency_weight_or_the_default()
     loop, _, _ = _loop(w_latency=0.7)
     recording = RecordingAllocation()
     loop.allocation = recording
-    loop.allocate(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2), frozenset())
+    loop.allocate(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2, deadline_s=2.5), frozenset())
     loop.allocate(SubmitSpec("r2", "c", 0), frozenset())
     assert [(r.request_id, r.w_latency) for r in recording.seen] == [("r1", 1.5), ("r2", 0.7)]
+    assert [r.deadline_s for r in recording.seen] == [2.5, None]  # the router fills in the default limit first
     assert loop.weights(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2)) == (1.5, 0.2)
     assert loop.weights(SubmitSpec("r2", "c", 0)) == (0.7, loop.config.w_energy)
+
+
+def test_with_a_radio_the_view_carries_the_downlink() -> None:
+    assert _loop()[0].view().downlink is None
+    radio = {"bandwidth_hz": 2e6, "image_bytes": 5000, "min_share": 0.1}
+    loop, _, _ = _loop(radio=radio)
+    assert loop.view().downlink == Downlink(2e6, 5000, 0.1) and loop.view().band_free == 1.0
 
 
 class FakeEvaluator:

@@ -176,7 +176,7 @@ class RequestInfo:
     quality_floor: float | None = None
     snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
     w_latency: float | None = None  # the user's latency weight, per s (None: not known)
-    deadline_s: float | None = None  # the time the request has from now, s (None: not known)
+    deadline_s: float | None = None  # the request's time limit from its submission, s (None: not known)
 
 
 @dataclass(frozen=True)

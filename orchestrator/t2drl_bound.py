@@ -103,12 +103,20 @@ def utility_bound(
         max_steps: the most denoising steps a policy may choose.
     """
     count, total = 0, 0.0
+    best: dict[tuple[str, float, float], float] = {}  # per model and user weights: the same for every request
+
+    def served_value(r: WorkloadRequest) -> float:
+        key = (r.model, r.w_latency, r.w_energy)
+        if key not in best:
+            best[key] = best_served_value(r, samplers[r.model], hops, max_steps)
+        return best[key]
+
     for requests in workloads:
         by_slot: dict[int, list[WorkloadRequest]] = defaultdict(list)
         for req in requests:
             by_slot[req.slot].append(req)
         for reqs in by_slot.values():
-            served = [best_served_value(r, samplers[r.model], hops, max_steps) for r in reqs]
+            served = [served_value(r) for r in reqs]
             missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
             if downlink is None:
                 total += sum(max(s, m) for s, m in zip(served, missed, strict=True))

@@ -183,7 +183,7 @@ class SimCluster:
             requests_total=dict(self.requests_total), last_request_s=dict(self.last_request_s),
             measured=self.measured.snapshot(), model_rank=self.policy.model_rank,
             cache_models=self.policy.cache_models, band_free=None if self.band is None else self.band.free(slot),
-            slot_elapsed=slot_elapsed, downlink=None if self.band is None else self.settings.downlink,
+            slot_elapsed=slot_elapsed, downlink=self.settings.downlink,
         )  # fmt: skip
 
     # --- decisions ------------------------------------------------------------------------------

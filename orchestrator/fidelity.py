@@ -44,6 +44,27 @@ def device_power_w(device: str) -> float | None:
         return None
 
 
+MEM_OTHER_USED = (0.0, 0.5)
+"""the range the simulator draws, per episode, the share of an agent's memory used by everything but
+the models from (a live box's operating system and processes; this VM ~5 %, a Jetson's desktop more)"""
+
+
+def device_settings(device: str) -> dict[str, object]:
+    """``SimSettings`` fields of what a ``device``'s telemetry reports: its memory, whether it measures
+    power, its power at rest; none when ``device`` is not a device profile."""
+    try:
+        profile = load_device(device)
+    except (ValueError, OSError):
+        return {}
+    idle_w = profile.sim.idle_power_w if profile.sim is not None else profile.power.idle_w
+    return {
+        "mem_total_bytes": profile.mem_total_bytes,
+        "mem_other_used": MEM_OTHER_USED,
+        "power_measured": profile.telemetry.power_source != "unavailable",
+        "idle_power_w": idle_w,
+    }
+
+
 def samplers_for(models: Sequence[str], device: str, models_dir: Path = MODELS_DIR) -> dict[str, ModelSampler]:
     """One sampler per model from its profile on ``device``; energy modeled from the device's power."""
     power_w = device_power_w(device)
@@ -102,7 +123,7 @@ def run_fidelity(
     hints = sc.cluster
     settings = settings or SimSettings(
         edge_agents=hints.edge_agents, cloud_delay_ms=hints.cloud_delay_ms, seed=workload.seed,
-        downlink=downlink_of(sc),
+        downlink=downlink_of(sc), **device_settings(device),  # type: ignore[arg-type]
     )  # fmt: skip
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario

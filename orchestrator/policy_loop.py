@@ -168,7 +168,7 @@ class PolicyLoop:
                 name=e.name, up=e.state == UP, is_cloud=e.name == self.config.cloud_agent,
                 loaded=frozenset(e.loaded_models), repository=frozenset(e.capabilities.models),
                 mem_free_bytes=e.free_mem_bytes(), mem_total_bytes=e.mem_total_bytes or e.capabilities.mem_total_bytes
-                or None, queue_depth=e.queue_depth, inflight=self.inflight[e.name],
+                or None, queue_depth=e.queue_depth, inflight=self.inflight[e.name], power_w=e.power_w,
             )
             for e in sorted(self.registry.entries.values(), key=lambda e: e.name)
         )  # fmt: skip
@@ -215,9 +215,10 @@ class PolicyLoop:
             view = self.view()
             if exclude:
                 view = replace(view, agents=tuple(replace(a, up=a.up and a.name not in exclude) for a in view.agents))
+            w_latency, w_energy = self.weights(spec)
             request = RequestInfo(
                 spec.request_id, spec.model, spec.label, spec.steps, spec.quality_floor, snr_db=spec.snr_db,
-                w_latency=self.weights(spec)[0], deadline_s=spec.deadline_s or None,
+                w_latency=w_latency, w_energy=w_energy, deadline_s=spec.deadline_s or None,
             )  # fmt: skip
             allocation = self.allocation.allocate(view, request)
         finally:

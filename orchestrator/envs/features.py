@@ -7,19 +7,23 @@ same on either backend: a policy trained in the simulator runs unchanged on the 
 Caching (once per frame, discrete):
 
 - observation: per model, its share of the requests of the frame that just ended and of all requests
-  so far; per (edge agent, model), whether it is loaded; the frame index modulo ``period`` as a phase
-  in [0, 1) (popularity drifts every few frames);
+  so far; per (edge agent, model), whether it is loaded; per edge agent, the fraction of its memory
+  free (as its telemetry last reported it; -1 when not known); the frame index modulo ``period`` as a
+  phase in [0, 1) (popularity drifts every few frames);
 - action: an index into :func:`cache_configs`, every joint choice of ``cache_models`` models per edge
   agent; a configuration is masked out when its models do not fit an agent's memory (when known).
 
 Allocation (per request, continuous, actions in [-1, 1]):
 
 - observation: the requested model (one-hot), the user's quality floor (0 when none), the user's
-  latency weight / ``W_LATENCY_SCALE`` (clipped at 1; -1 when not known; the live daemon takes it from
-  ``SubmitRequest.w_latency``, else its ``[policy]`` weight); per server
-  (each edge agent, then the cloud): whether it can serve the request now (the model loaded; the
-  cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at 1), and the measured mean
-  latency of the model there (EWMA over step counts, s, clipped at ``LATENCY_CAP_S``; -1 when none);
+  latency weight / ``W_LATENCY_SCALE`` and energy weight / ``W_ENERGY_SCALE`` (each clipped at 1; -1
+  when not known; the live daemon takes them from ``SubmitRequest.w_latency`` / ``w_energy``, else its
+  ``[policy]`` weights); per server (each edge agent, then the cloud): whether it can serve the request
+  now (the model loaded; the cloud always), its requests in flight / ``INFLIGHT_SCALE`` (clipped at
+  1), the measured mean latency of the model there (EWMA over step counts, s, clipped at
+  ``LATENCY_CAP_S``; -1 when none), the measured mean energy of a request of the model there (J,
+  the same way, clipped at ``ENERGY_CAP_J``; -1 when none: the device does not measure power), and the
+  device's power draw in its latest telemetry (W, clipped at ``POWER_CAP_W``; -1 when not measured);
   with a radio downlink (``Layout.radio``) also the request's spectral efficiency / ``SE_SCALE``
   (clipped at 1), the fraction of the slot's band still free, the fraction of the slot past, and the
   requests still to come in the slot (the mean requests per slot so far times the rest of the slot)
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.policies.base import ClusterView, NoAgent, RequestInfo
+from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
 from orchestrator.radio import spectral_efficiency
 
 INFLIGHT_SCALE = 10.0
@@ -58,6 +62,12 @@ REMAINING_SCALE = 5.0
 """requests still to come in a slot that count as 1 in the observation"""
 W_LATENCY_SCALE = 2.0
 """a user's latency weight, per s, that counts as 1 in the observation"""
+W_ENERGY_SCALE = 0.1
+"""a user's energy weight, per J, that counts as 1 in the observation"""
+ENERGY_CAP_J = 10.0
+"""measured energies per request above this are clipped in the observation, J"""
+POWER_CAP_W = 100.0
+"""device power draws above this are clipped in the observation, W (a Jetson draws 5-60 W)"""
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,11 @@ class Layout:
 
     @property
     def caching_obs_dim(self) -> int:
-        return 2 * len(self.models) + len(self.edges) * len(self.models) + 1
+        return 2 * len(self.models) + len(self.edges) * (len(self.models) + 1) + 1
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 2 + 3 * len(self.servers) + (4 if self.radio else 0)
+        return len(self.models) + 3 + 5 * len(self.servers) + (4 if self.radio else 0)
 
     @property
     def allocation_act_dim(self) -> int:
@@ -122,8 +132,20 @@ def cache_configs(layout: Layout) -> list[dict[str, frozenset[str]]]:
     ]
 
 
+def _mem_free_fraction(agent: AgentState | None) -> float:
+    """Free memory / total memory of an up agent, in [0, 1]; -1 when not known."""
+    if agent is None or not agent.up or agent.mem_free_bytes is None or not agent.mem_total_bytes:
+        return -1.0
+    return min(max(agent.mem_free_bytes / agent.mem_total_bytes, 0.0), 1.0)
+
+
+def _scaled(value: float | None, cap: float) -> float:
+    """``value / cap`` clipped to [0, 1]; -1 when None."""
+    return -1.0 if value is None else min(max(value / cap, 0.0), 1.0)
+
+
 def caching_observation(view: ClusterView, layout: Layout) -> np.ndarray:
-    """The caching observation (float32, in [0, 1]) of ``view``."""
+    """The caching observation (float32, in [-1, 1]) of ``view``."""
     frame_total = sum(view.requests_frame.get(m, 0) for m in layout.models)
     total = sum(view.requests_total.get(m, 0) for m in layout.models)
     share_frame = [view.requests_frame.get(m, 0) / frame_total if frame_total else 0.0 for m in layout.models]
@@ -133,8 +155,9 @@ def caching_observation(view: ClusterView, layout: Layout) -> np.ndarray:
         agent = view.agent(name)
         held = agent.loaded if agent is not None and agent.up else frozenset()
         loaded.extend(1.0 if m in held else 0.0 for m in layout.models)
+    mem_free = [_mem_free_fraction(view.agent(name)) for name in layout.edges]
     phase = (view.frame % layout.period) / layout.period
-    return np.asarray([*share_frame, *share_total, *loaded, phase], np.float32)
+    return np.asarray([*share_frame, *share_total, *loaded, *mem_free, phase], np.float32)
 
 
 def caching_mask(
@@ -153,11 +176,16 @@ def caching_mask(
     return mask
 
 
-def _measured_latency_s(view: ClusterView, agent: str, model: str) -> float | None:
-    pairs = [(m.latency_s, m.count) for (a, mdl, _), m in view.measured.items() if a == agent and mdl == model]
+def _measured_mean(view: ClusterView, agent: str, model: str, field: str) -> float | None:
+    """Count-weighted mean over step counts of one ``Measured`` field of ``model`` on ``agent``."""
+    pairs = [(getattr(m, field), m.count) for (a, mdl, _), m in view.measured.items() if a == agent and mdl == model]
     pairs = [(v, n) for v, n in pairs if v is not None]
     count = sum(n for _, n in pairs)
     return None if not count else sum(v * n for v, n in pairs) / count
+
+
+def _measured_latency_s(view: ClusterView, agent: str, model: str) -> float | None:
+    return _measured_mean(view, agent, model, "latency_s")
 
 
 def can_serve(view: ClusterView, layout: Layout, server: str, model: str) -> bool:
@@ -174,16 +202,17 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
     """The allocation observation (float32, in [-1, 1]) of ``request`` in ``view``."""
     onehot = [1.0 if m == request.model else 0.0 for m in layout.models]
     floor = request.quality_floor if request.quality_floor is not None else 0.0
-    weight = -1.0 if request.w_latency is None else min(request.w_latency / W_LATENCY_SCALE, 1.0)
+    weights = [_scaled(request.w_latency, W_LATENCY_SCALE), _scaled(request.w_energy, W_ENERGY_SCALE)]
     per_server = []
     for name in layout.servers:
         agent = view.agent(name)
         inflight = 0 if agent is None else agent.inflight + agent.queue_depth
-        latency = _measured_latency_s(view, name, request.model)
         per_server += [
             1.0 if can_serve(view, layout, name, request.model) else 0.0,
             min(inflight / INFLIGHT_SCALE, 1.0),
-            -1.0 if latency is None else min(latency / LATENCY_CAP_S, 1.0),
+            _scaled(_measured_latency_s(view, name, request.model), LATENCY_CAP_S),
+            _scaled(_measured_mean(view, name, request.model, "energy_j"), ENERGY_CAP_J),
+            _scaled(agent.power_w if agent is not None and agent.up else None, POWER_CAP_W),
         ]
     radio = []
     if layout.radio:
@@ -193,7 +222,7 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
         rate_per_slot = sum(view.requests_total.values()) / max(view.slot + elapsed, 1.0)
         remaining = min(rate_per_slot * (1.0 - elapsed) / REMAINING_SCALE, 1.0)
         radio = [min(se / SE_SCALE, 1.0), free, elapsed, remaining]
-    return np.asarray([*onehot, floor, weight, *per_server, *radio], np.float32)
+    return np.asarray([*onehot, floor, *weights, *per_server, *radio], np.float32)
 
 
 def hopeless(view: ClusterView, request: RequestInfo, server: str, steps: int) -> bool:

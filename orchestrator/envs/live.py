@@ -285,7 +285,7 @@ class LiveEpisode(EpisodeRecord):
             self._counted = self.index
         info = RequestInfo(
             self._id(req), req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db,
-            w_latency=req.w_latency, deadline_s=req.deadline_s,
+            w_latency=req.w_latency, w_energy=req.w_energy, deadline_s=req.deadline_s,
         )  # fmt: skip
         return req, self._view(), info
 

@@ -90,7 +90,7 @@ class SimBackend:
         models_dir: Path = MODELS_DIR,
     ) -> SimBackend:
         """The backend of a scenario (name, TOML file or loaded) with the model profiles of ``device``."""
-        from orchestrator.fidelity import samplers_for
+        from orchestrator.fidelity import device_settings, samplers_for
 
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(str(scenario))
         samplers = samplers_for(sc.models.names, device, models_dir)
@@ -104,7 +104,7 @@ class SimBackend:
         # the policy clock runs one frame ahead: the first plan falls at the workload's start
         settings = SimSettings(
             edge_agents=sc.cluster.edge_agents, cloud_delay_ms=sc.cluster.cloud_delay_ms, policy_clock_s=frame_s,
-            downlink=downlink_of(sc),
+            downlink=downlink_of(sc), **device_settings(device),  # type: ignore[arg-type]
         )  # fmt: skip
         slots = episode_slots if episode_slots is not None else sc.timing.slots
         if slots < sc.timing.frame_slots:
@@ -163,7 +163,7 @@ class CachingEnv(gym.Env):
         self.allocation = allocation or FixedSteps(backend.policy.fixed_steps)
         self.configs = cache_configs(self.layout)
         self._mem = backend.mem_bytes()
-        self.observation_space = spaces.Box(0.0, 1.0, (self.layout.caching_obs_dim,), np.float32)
+        self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.caching_obs_dim,), np.float32)
         self.action_space = spaces.Discrete(len(self.configs))
         self._episode: SimEpisode | None = None
 

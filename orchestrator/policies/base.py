@@ -28,6 +28,7 @@ class AgentState:
         repository: models it can load.
         mem_free_bytes: free device memory, bytes, if known.
         mem_total_bytes: device memory, bytes, if known.
+        power_w: the device's power draw in its latest telemetry sample, W; None when it does not measure power.
         queue_depth: requests queued or running there (as the agent last reported).
         inflight: requests the daemon has in flight there.
     """
@@ -41,6 +42,7 @@ class AgentState:
     mem_total_bytes: int | None = None
     queue_depth: int = 0
     inflight: int = 0
+    power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class RequestInfo:
     quality_floor: float | None = None
     snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
     w_latency: float | None = None  # the user's latency weight, per s (None: not known)
+    w_energy: float | None = None  # the user's energy weight, per J (None: not known)
     deadline_s: float | None = None  # the request's time limit from its submission, s (None: not known)
 
 

@@ -69,6 +69,14 @@ class SimSettings:
             uptime when the replay began (frame boundaries fall at multiples of the frame length on
             that clock; those before the workload starts are planned too, with no demand yet).
         mem_total_bytes: memory of an edge agent, bytes (None: unbounded).
+        mem_other_used: the fraction of ``mem_total_bytes`` in use by everything but the models (the
+            operating system, the agent, other processes), drawn uniformly from this range per episode
+            (per seed): the free memory a view reports varies as a live machine's does.
+        power_measured: whether the device measures its power (its profile's ``telemetry.power_source``
+            is not ``unavailable``); when not, views carry no power and served requests no measured
+            energy, as the live daemon sees such a device (the utility still charges the modelled energy).
+        idle_power_w: the device's power at rest, W, reported by an idle agent when power is measured
+            (None: an idle agent reports none); a busy agent reports its model's power under load.
         seed: seed of every draw (compute, quality, cloud delay).
         downlink: the radio downlink every image crosses; None: no radio.
     """
@@ -79,6 +87,9 @@ class SimSettings:
     hops: float = 2.0
     policy_clock_s: float = 0.0
     mem_total_bytes: int | None = None
+    mem_other_used: tuple[float, float] = (0.0, 0.0)
+    power_measured: bool = False
+    idle_power_w: float | None = None
     seed: int = 0
     downlink: Downlink | None = None
 
@@ -135,8 +146,14 @@ class SimCluster:
         self.policy = policy
         self.agents = [SimAgent(f"edge-{i}", False, samplers) for i in range(1, settings.edge_agents + 1)]
         self.agents.append(SimAgent(CLOUD, True, samplers, loaded=set(samplers)))
+        lo, hi = settings.mem_other_used
+        if not 0.0 <= lo <= hi < 1.0:
+            raise ValueError(f"mem_other_used: {settings.mem_other_used!r} needs 0 <= low <= high < 1")
         self.rng = np.random.default_rng((settings.seed, 7))
         self._delay_rng = np.random.default_rng(settings.seed)
+        # its own stream, so the other draws of a seed are the same with or without it
+        self._mem_other_used = float(np.random.default_rng((settings.seed, 11)).uniform(lo, hi)) if hi > 0 else 0.0
+        self._busy_power_w = next((s.power_w for s in samplers.values()), None)
         self.measured = MeasuredTable(policy.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()
         self.requests_total: Counter[str] = Counter()
@@ -165,16 +182,16 @@ class SimCluster:
             agent.settle(now_s)
         while self._done and self._done[0][0] <= now_s:
             _, _, agent, model, steps, latency, energy, quality = heapq.heappop(self._done)
-            self.measured.update(agent, model, steps, latency, energy, quality)
+            measured_energy = energy if self.settings.power_measured else None
+            self.measured.update(agent, model, steps, latency, measured_energy, quality)
 
     def view(self, now_s: float, slot: int, frame: int, slot_elapsed: float = 0.0) -> ClusterView:
-        total = self.settings.mem_total_bytes
         agents = tuple(
             AgentState(
                 name=a.name, up=True, is_cloud=a.is_cloud, loaded=frozenset(a.loaded),
-                repository=frozenset(a.samplers), mem_total_bytes=total,
-                mem_free_bytes=None if total is None else total - sum(a.samplers[m].mem_bytes for m in a.loaded),
-                queue_depth=0, inflight=len(a.pending),
+                repository=frozenset(a.samplers), mem_total_bytes=self.settings.mem_total_bytes,
+                mem_free_bytes=self._mem_free_bytes(a), queue_depth=0, inflight=len(a.pending),
+                power_w=self._power_w(a),
             )
             for a in self.agents
         )  # fmt: skip
@@ -185,6 +202,20 @@ class SimCluster:
             cache_models=self.policy.cache_models, band_free=None if self.band is None else self.band.free(slot),
             slot_elapsed=slot_elapsed, downlink=self.settings.downlink,
         )  # fmt: skip
+
+    def _mem_free_bytes(self, agent: SimAgent) -> int | None:
+        """Memory not used by the loaded models nor by the episode's other use; None: unbounded."""
+        total = self.settings.mem_total_bytes
+        if total is None:
+            return None
+        models = sum(agent.samplers[m].mem_bytes for m in agent.loaded)
+        return max(total - int(total * self._mem_other_used) - models, 0)
+
+    def _power_w(self, agent: SimAgent) -> float | None:
+        """What the agent's power telemetry reads: under load while it serves, else at rest."""
+        if not self.settings.power_measured:
+            return None
+        return self._busy_power_w if agent.pending else self.settings.idle_power_w
 
     # --- decisions ------------------------------------------------------------------------------
 
@@ -359,7 +390,7 @@ class SimEpisode(EpisodeRecord):
         view = cluster.view(req.arrival_s, self._slot(req.arrival_s), self.frame, self._slot_elapsed(req.arrival_s))
         info = RequestInfo(
             f"sim-{req.id}", req.model, req.label, quality_floor=req.quality_floor, snr_db=req.snr_db,
-            w_latency=req.w_latency, deadline_s=req.deadline_s,
+            w_latency=req.w_latency, w_energy=req.w_energy, deadline_s=req.deadline_s,
         )  # fmt: skip
         return req, view, info
 

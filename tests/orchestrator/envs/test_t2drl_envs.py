@@ -10,11 +10,16 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from orchestrator.envs.features import (
+    ENERGY_CAP_J,
+    POWER_CAP_W,
     REMAINING_SCALE,
     SE_SCALE,
+    W_ENERGY_SCALE,
     W_LATENCY_SCALE,
     Layout,
+    allocation_observation,
     cache_configs,
+    caching_observation,
     decode_allocation,
     hopeless,
     steps_of,
@@ -146,6 +151,78 @@ def test_a_request_no_band_share_can_save_gets_the_least_share() -> None:
 
 def replace_view(view: ClusterView, **changes: object) -> ClusterView:
     return dataclasses.replace(view, **changes)
+
+
+def test_observations_carry_memory_power_and_energy_as_the_telemetry_reports_them() -> None:
+    layout = Layout(("a", "b"), ("edge-1", "edge-2"))
+    gib = 2**30
+    agents = (
+        AgentState("edge-1", True, False, frozenset({"a"}), frozenset({"a", "b"}), 3 * gib, 4 * gib, power_w=12.0),
+        AgentState("edge-2", True, False, frozenset({"b"}), frozenset({"a", "b"})),  # reports neither
+        AgentState("cloud", True, True, frozenset(), frozenset({"a", "b"}), power_w=250.0),
+    )
+    measured = {
+        ("edge-1", "a", 4): Measured(latency_s=0.2, energy_j=1.0, count=1),
+        ("edge-1", "a", 16): Measured(latency_s=0.5, energy_j=4.0, count=3),  # mean 3.25 J
+        ("edge-2", "a", 4): Measured(latency_s=0.2, count=2),  # no power measured there: no energy
+    }
+    view = ClusterView(0.0, 0, 0, agents, measured=measured)
+    # caching: the models' shares (2 + 2), loaded (2 x 2), free memory per edge agent, the phase
+    obs = caching_observation(view, layout)
+    assert obs.shape == (layout.caching_obs_dim,) == (11,)
+    assert obs[8:10].tolist() == [0.75, -1.0]
+    assert caching_observation(replace_view(view, agents=(dataclasses.replace(agents[0], up=False),)), layout)[8] == -1
+    # allocation: one-hot (2), floor, the user's two weights, then per server 5 entries
+    request = RequestInfo("r", "a", 1, w_latency=0.5, w_energy=0.02)
+    obs = allocation_observation(view, request, layout)
+    assert obs.shape == (layout.allocation_obs_dim,) == (20,)
+    assert obs[3:5] == pytest.approx([0.5 / W_LATENCY_SCALE, 0.02 / W_ENERGY_SCALE])
+    edge1, edge2, cloud = obs[5:10], obs[10:15], obs[15:20]
+    assert edge1 == pytest.approx([1.0, 0.0, 0.425, 3.25 / ENERGY_CAP_J, 12.0 / POWER_CAP_W])
+    assert edge2 == pytest.approx([0.0, 0.0, 0.2, -1.0, -1.0])
+    assert cloud == pytest.approx([1.0, 0.0, -1.0, -1.0, 1.0])  # 250 W is clipped at the cap
+    unknown = allocation_observation(view, RequestInfo("r", "a", 1), layout)
+    assert unknown[3:5].tolist() == [-1.0, -1.0]
+
+
+def test_the_simulator_reports_power_and_energy_only_for_a_device_that_measures_them() -> None:
+    def telemetry(device: str) -> tuple[set[float], set[float], set[float], float | None]:
+        """Power and energy entries of edge-1's allocation observations and its free memory over one
+        episode; the power the cloud agent reports while it serves a request."""
+        backend = SimBackend.from_scenario("t2drl", device, episode_slots=20)
+        layout = backend.layout()
+        server = 3 + len(layout.models)  # after the one-hot, the floor and the two weights
+        env = AllocationEnv(backend)
+        obs, _ = env.reset(seed=2)
+        power, energy, mem, done = set(), set(), set(), False
+        while not done:
+            power.add(round(float(obs[server + 4]), 6))
+            energy.add(round(float(obs[server + 3]), 6))
+            mem.add(_mem_free_fraction(env._request[1], "edge-1"))
+            obs, _, done, _, _ = env.step(np.ones(env.action_space.shape, np.float32))  # 32 steps, edge-1 first
+        episode = backend.episode(3)
+        episode.end_frame(None)
+        req, _, _ = episode.request_view()
+        episode.serve("cloud", 32)
+        return power, energy, mem, episode.cluster.view(req.arrival_s, 0, 0).agent("cloud").power_w
+
+    power, energy, mem, busy = telemetry("x86-cpu")  # no RAPL: the live agent reports power unavailable
+    assert power == energy == {-1.0} and busy is None
+    # the episode's other use is drawn once; what changes is the loaded models (small beside 24 GiB)
+    assert len(mem) > 1 and min(mem) > 0.5 and max(mem) - min(mem) < 1e-3
+    power, energy, _, busy = telemetry("jetson-orin-nano")  # INA3221: power measured
+    assert power == {round(4.824 / POWER_CAP_W, 6)}  # the profile's power at rest between requests
+    assert busy == 15.0  # a busy agent reports the profile's power under load
+    assert -1.0 in energy and max(energy) > 0  # none before the first served request, measured after
+    seeds = {_mem_free_fraction(SimBackend.from_scenario("t2drl", "x86-cpu").episode(s).frame_view(), "edge-1")
+             for s in range(6)}  # fmt: skip
+    assert len(seeds) == 6 and all(0.5 <= m <= 1.0 for m in seeds)
+
+
+def _mem_free_fraction(view: ClusterView, name: str) -> float:
+    agent = view.agent(name)
+    assert agent is not None and agent.mem_total_bytes is not None and agent.mem_free_bytes is not None
+    return agent.mem_free_bytes / agent.mem_total_bytes
 
 
 def test_learned_policies_run_unchanged_in_the_simulator(backend) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import grpc
@@ -16,6 +17,7 @@ from orchestrator.policy_loop import PolicyLoop
 from orchestrator.radio import Downlink
 from orchestrator.registry import Capabilities, Registry
 from orchestrator.router import Routed, RouteError, Router, SubmitSpec
+from orchestrator.serde import TelemetryRow
 
 
 class FakeStore:
@@ -125,6 +127,7 @@ def test_the_allocation_policy_is_told_the_users_latency_weight_or_the_default()
     loop.allocate(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2, deadline_s=2.5), frozenset())
     loop.allocate(SubmitSpec("r2", "c", 0), frozenset())
     assert [(r.request_id, r.w_latency) for r in recording.seen] == [("r1", 1.5), ("r2", 0.7)]
+    assert [r.w_energy for r in recording.seen] == [0.2, loop.config.w_energy]
     assert [r.deadline_s for r in recording.seen] == [2.5, None]  # the router fills in the default limit first
     assert loop.weights(SubmitSpec("r1", "c", 0, w_latency=1.5, w_energy=0.2)) == (1.5, 0.2)
     assert loop.weights(SubmitSpec("r2", "c", 0)) == (0.7, loop.config.w_energy)
@@ -135,6 +138,16 @@ def test_with_a_radio_the_view_carries_the_downlink() -> None:
     radio = {"bandwidth_hz": 2e6, "image_bytes": 5000, "min_share": 0.1}
     loop, _, _ = _loop(radio=radio)
     assert loop.view().downlink == Downlink(2e6, 5000, 0.1) and loop.view().band_free == 1.0
+
+
+def test_the_view_carries_each_agents_latest_power_and_memory_telemetry() -> None:
+    loop, _, _ = _loop()
+    row = TelemetryRow("e1", 1, 0.0, 7.5, "jetson-ina3221", None, "unavailable", 3 * 2**30, 8 * 2**30, "sysfs",
+                       None, None, 2)  # fmt: skip
+    loop.registry.telemetry("e1", [dataclasses.replace(row, power_w=99.0), row])  # the newest sample counts
+    e1, e2 = loop.view().agent("e1"), loop.view().agent("e2")
+    assert (e1.power_w, e1.mem_free_bytes, e1.mem_total_bytes, e1.queue_depth) == (7.5, 5 * 2**30, 8 * 2**30, 2)
+    assert (e2.power_w, e2.mem_free_bytes) == (None, None)  # no telemetry from it: not known
 
 
 class FakeEvaluator:

@@ -43,6 +43,8 @@ RETRYABLE = frozenset(
     }
 )
 MAX_ATTEMPTS = 2
+MIN_LEFT_S = 1e-3
+"""the least time left a policy is told of (a request past its limit fails at ``_run_on``)"""
 _MAX_ID_CHARS = 128
 
 
@@ -238,8 +240,9 @@ class Router:
         tried: list[str] = []
         last = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                choice = self._choose(spec, frozenset(tried))
+            try:  # the policy is told the time left of the request's limit (a retry has less)
+                left = replace(spec, deadline_s=max(deadline_s - time.monotonic(), MIN_LEFT_S))
+                choice = self._choose(left, frozenset(tried))
             except RouteError as exc:
                 if not tried:
                     raise

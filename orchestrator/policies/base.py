@@ -179,7 +179,7 @@ class RequestInfo:
     snr_db: float | None = None  # the downlink SNR the user reported, dB (None: no radio)
     w_latency: float | None = None  # the user's latency weight, per s (None: not known)
     w_energy: float | None = None  # the user's energy weight, per J (None: not known)
-    deadline_s: float | None = None  # the request's time limit from its submission, s (None: not known)
+    deadline_s: float | None = None  # time left of the request's limit when it is allocated, s (None: not known)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
-"""Router.choose: loaded first, then lowest queue depth; otherwise most free memory; explicit errors."""
+"""Router.choose: loaded first, then lowest queue depth; otherwise most free memory; explicit errors.
+Router.submit: a retry tells the policy the time left."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import grpc
+import numpy as np
 import pytest
 
 from orchestrator.config import Limits
 from orchestrator.metrics import Metrics
+from orchestrator.policies.base import Allocation
 from orchestrator.registry import Capabilities, Registry
-from orchestrator.router import RouteError, Router
+from orchestrator.router import Routed, RouteError, Router, SubmitSpec
 
 
 def _router() -> tuple[Router, Registry]:
@@ -42,3 +48,50 @@ def test_nowhere_to_run_is_an_explicit_error() -> None:
     with pytest.raises(RouteError, match="no agent is up") as err:
         router.choose("m1")
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+class OrderedPolicy:
+    """Allocates each try to the next of ``order`` and records the time limit it is told."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order, self.told_s = order, []
+
+    def observe(self, model: str) -> None:
+        pass
+
+    def allocate(self, spec: SubmitSpec, exclude: frozenset[str]) -> Allocation:
+        self.told_s.append(spec.deadline_s)
+        return Allocation(self.order[len(self.told_s) - 1], 4, "ordered")
+
+    async def score(self, spec: SubmitSpec, routed: Routed) -> Routed:
+        return routed
+
+
+class FailFirstLink:
+    """Agent ``a`` answers UNAVAILABLE after ``delay_s``; every other agent generates at once."""
+
+    def __init__(self, name: str, delay_s: float) -> None:
+        self.name, self.delay_s = name, delay_s
+
+    async def generate(self, model, label, steps, seed, request_id, timeout_s):
+        if self.name == "a":
+            await asyncio.sleep(self.delay_s)
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
+        return SimpleNamespace(images=[np.zeros((8, 8))], steps=steps, total_time_s=0.0, queue_time_s=0.0,
+                               compute_time_s=0.0, energy_j=None, energy_source="unavailable")  # fmt: skip
+
+
+class NullStore:
+    def add_request(self, record: object) -> None:
+        pass
+
+
+def test_a_retry_tells_the_policy_the_time_left_of_the_request_not_its_whole_limit() -> None:
+    router, _ = _router()
+    router.link = lambda entry: FailFirstLink(entry.name, delay_s=0.3)
+    router.store = NullStore()  # type: ignore[assignment]
+    router.policy = policy = OrderedPolicy(["a", "b"])  # type: ignore[assignment]
+    routed = asyncio.run(router.submit(SubmitSpec("r1", "m1", 0, deadline_s=2.0)))
+    assert (routed.agent, routed.attempts) == ("b", 2)
+    first, retry = policy.told_s
+    assert 1.9 < first <= 2.0 and retry <= first - 0.3  # the first try took 0.3 s of the 2 s

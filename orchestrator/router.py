@@ -155,6 +155,10 @@ class Router:
         holders = [e for e in up if model in e.loaded_models]
         if holders:
             return Choice(min(holders, key=lambda e: (e.queue_depth, self.inflight[e.name], e.name)), load=False)
+        # a burst for an unloaded model waits for the load already under way, wherever memory now looks freer
+        loading = [e for e in up if self._loading(e.name, model)]
+        if loading:
+            return Choice(min(loading, key=lambda e: (e.queue_depth, self.inflight[e.name], e.name)), load=True)
         able = [e for e in up if model in e.capabilities.models]
         if not able:
             raise RouteError(
@@ -162,6 +166,11 @@ class Router:
                 f"model: '{model}' is in no up agent's repository ({', '.join(e.name for e in up)})",
             )
         return Choice(min(able, key=lambda e: (-(e.free_mem_bytes() or 0), e.queue_depth, e.name)), load=True)
+
+    def _loading(self, agent: str, model: str) -> bool:
+        """Whether this router is loading ``model`` on ``agent`` now."""
+        lock = self._load_locks.get((agent, model))
+        return lock is not None and lock.locked()
 
     async def submit(self, spec: SubmitSpec, grpc_remaining_s: float | None = None) -> Routed:
         """Serve ``spec`` and record it; raises RouteError (also recorded) when it cannot be served.

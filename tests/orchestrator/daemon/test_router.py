@@ -38,6 +38,20 @@ def test_an_unloaded_model_goes_to_the_agent_with_the_most_free_memory() -> None
     assert (choice.entry.name, choice.load) == ("c", True)  # 9 of 10 bytes free
 
 
+def test_a_model_being_loaded_somewhere_is_waited_for_there_not_loaded_again_elsewhere() -> None:
+    router, registry = _router()
+
+    async def while_loading_on_a() -> tuple[str, bool]:
+        async with router._load_locks.setdefault(("a", "m2"), asyncio.Lock()):
+            choice = router.choose("m2")  # c has the most free memory, but a is loading m2
+            return choice.entry.name, choice.load
+
+    assert asyncio.run(while_loading_on_a()) == ("a", True)
+    assert router.choose("m2").entry.name == "c"  # the load is over (and failed: not loaded): memory decides
+    registry.get("a").loaded_models.add("m2")
+    assert (router.choose("m2").entry.name, router.choose("m2").load) == ("a", False)
+
+
 def test_nowhere_to_run_is_an_explicit_error() -> None:
     router, registry = _router()
     with pytest.raises(RouteError, match="model: 'm3' is in no up agent's repository") as err:

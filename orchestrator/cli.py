@@ -364,6 +364,7 @@ app.command("report")(cli_profiles.report)
 app.command("scale-profile")(cli_profiles.scale)
 app.command("fidelity")(cli_profiles.fidelity)
 app.command("train")(cli_train.train)
+app.command("select-policy")(cli_train.select_policy)
 
 if __name__ == "__main__":
     app()

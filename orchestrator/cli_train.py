@@ -1,6 +1,7 @@
 """``edgetb train``: train a policy on one of the testbed's envs and score it.
 
-``app`` holds one command, ``train``; the main CLI mounts it (``app.command("train")(train)``).
+``app`` holds one command, ``train``; the main CLI mounts it (``app.command("train")(train)``) and
+``select_policy`` as ``edgetb select-policy``.
 
 - ``--env waterfill --algo d3pg|ddpg|sac|td3 --channels N``: the sanity problem with a known optimum
   (:mod:`orchestrator.train_waterfill`);
@@ -143,6 +144,24 @@ def _train_t2drl(
         f"{algo}: {result['train_requests']} requests, {result['train_frames']} frames in "
         f"{result['train_wall_s']:.0f} s. Written: {out}/result.json"
     )
+
+
+def select_policy(
+    runs: Annotated[list[Path], typer.Argument(help="`edgetb train --env t2drl` output folders of one algo")],
+    out: Annotated[Path, typer.Option(help="folder the selected run is copied to")] = Path("runs/selected"),
+    episodes: Annotated[int, typer.Option(help="validation workloads")] = 5,
+    slots: Annotated[int, typer.Option(help="slots per validation workload")] = 300,
+) -> None:
+    """Copy the run whose learned policies score best on validation workloads (simulator) to OUT."""
+    from orchestrator.t2drl_select import select_policy as select
+
+    console.print(f"scoring {len(runs)} runs on {episodes} validation workloads of {slots} slots ...")
+    try:
+        selection = select(runs, out, episodes, slots, log=console.print)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]edgetb select-policy: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"selected {selection['selected']}. Written: {out}/selection.json")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,38 @@ def test_cli_trains_t2drl_and_names_bad_options(tmp_path) -> None:
         assert refused.exit_code == 2 and named in refused.output
     missing = runner.invoke(app, [*args, "--scenario", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 1 and "nope.toml" in missing.output
+
+
+def test_select_policy_ships_the_run_that_scores_best_on_the_validation_workloads(tmp_path) -> None:
+    from orchestrator.cli import app as edgetb
+    from orchestrator.policies.drl import load_trained
+    from orchestrator.t2drl_select import score_runs, validation_seeds
+
+    runs = [tmp_path / f"t2drl-s{seed}" for seed in (1, 2)]
+    for seed, run in zip((1, 2), runs, strict=True):
+        train_t2drl("t2drl", run, seed=seed, time_budget_s=120, overrides={**TINY, "requests": 300})
+    scores = score_runs(runs, episodes=1, slots=30)
+    backend = SimBackend.from_scenario("t2drl", "x86-cpu")
+    for run in runs:  # each score is the run's pair replaying the validation workload, not its held-out ones
+        replayed = evaluate(backend, {"p": load_trained(run, "ddqn", "d3pg")}, validation_seeds(1), 30)
+        assert scores[str(run)] == pytest.approx(replayed["p"]["utility"])
+    assert set(validation_seeds(5)).isdisjoint(eval_seeds(s, 5)[i] for s in range(5) for i in range(5))
+    out = tmp_path / "shipped"
+    ok = CliRunner().invoke(edgetb, ["select-policy", *map(str, runs), "--out", str(out), "--episodes", "1",
+                                     "--slots", "30"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    best = max(runs, key=lambda run: scores[str(run)])
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["selected"] == str(best) and selection["scores"] == pytest.approx(scores)
+    for file in ("result.json", "caching.pt", "allocation.pt"):
+        assert (out / file).read_bytes() == (best / file).read_bytes()
+    assert load_trained(out, "ddqn", "d3pg")[1] is not None  # the copy loads as a checkpoint
+    # runs of another algo, or a folder that is no run, are refused by name
+    other = tmp_path / "other"
+    other.mkdir()
+    saved = json.loads((best / "result.json").read_text())
+    (other / "result.json").write_text(json.dumps({**saved, "algo": "ddqn+ddpg", "allocation": "ddpg"}))
+    with pytest.raises(ValueError, match="algo 'ddqn\\+ddpg'"):
+        score_runs([best, other], episodes=1, slots=30)
+    refused = CliRunner().invoke(edgetb, ["select-policy", str(tmp_path / "nope"), "--out", str(out)])
+    assert refused.exit_code == 1 and "nope" in refused.output

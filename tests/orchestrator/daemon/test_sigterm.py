@@ -96,3 +96,6 @@ def test_sigterm_finishes_in_flight_requests_and_leaves_a_consistent_store(agent
         assert len(seqs) >= 20 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert db.execute("SELECT event FROM agent_events").fetchall()[0] == ("up",)
     assert any("orchestrator stopped" in line for line in output), "\n".join(output)
+    # the start-up objects went to the permanent GC generation (full collections skip them)
+    frozen = [int(m.group(1)) for line in output if (m := re.search(r"(\d+) start-up objects frozen", line))]
+    assert frozen and frozen[0] > 10_000, "\n".join(output)

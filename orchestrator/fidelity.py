@@ -7,13 +7,17 @@ from the committed profiles ``profiles/models/<model>/profile-<device>.toml`` an
 ``(sim - live) / live``. A figure the live run could not measure (energy on a machine without a
 power source) has no gap: it is reported as unavailable, never as 0.
 
-Written: ``fidelity.json`` (settings, both summaries, gaps, the 10 % goal verdicts) and the live
-run's own report under ``live/``.
+The simulated run of each policy starts its policy clock where the live daemon's stood when the
+replay began, and its edge agents use the share of memory the live agents reported in use (a
+learned caching policy sees free memory). Written: ``fidelity.json`` (settings, both summaries, gaps,
+the 10 % goal verdicts) and the live run's own report under ``live/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +67,20 @@ def device_settings(device: str) -> dict[str, object]:
         "power_measured": profile.telemetry.power_source != "unavailable",
         "idle_power_w": idle_w,
     }
+
+
+def live_mem_used_fraction(telemetry: Path, policy: str) -> float | None:
+    """Mean share of memory in use on the edge agents of one live policy run (the demo's merged
+    ``telemetry.sqlite``, rows tagged ``run_policy``); None when no row has both memory figures."""
+    if not telemetry.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(telemetry)) as db:
+        row = db.execute(
+            "SELECT AVG(CAST(mem_used_bytes AS REAL) / mem_total_bytes) FROM telemetry WHERE run_policy = ? "
+            "AND agent != ? AND mem_used_bytes IS NOT NULL AND mem_total_bytes > 0",
+            (policy, CLOUD),
+        ).fetchone()
+    return None if row is None or row[0] is None else min(max(float(row[0]), 0.0), 0.99)
 
 
 def samplers_for(models: Sequence[str], device: str, models_dir: Path = MODELS_DIR) -> dict[str, ModelSampler]:
@@ -158,8 +176,11 @@ def run_fidelity(
         if live:  # align the simulated policy clock with the live daemon's at the replay start
             clock_s = float(live_report["policies"][name]["policy_clock_s"])  # type: ignore[index]
             run_settings = replace(settings, policy_clock_s=clock_s)
+            used = live_mem_used_fraction(out / "live" / "telemetry.sqlite", name)
+            if used is not None and settings.mem_total_bytes is not None:  # the memory the live agents reported
+                run_settings = replace(run_settings, mem_other_used=(used, used))
         sim_results: list[RequestResult] = simulate(requests, samplers, policy, run_settings)
-        entry: dict[str, object] = {"sim": summarize(sim_results)}
+        entry: dict[str, object] = {"sim": summarize(sim_results), "sim_mem_other_used": run_settings.mem_other_used}
         if live:
             live_summary = live_report["policies"][name]  # type: ignore[index]
             entry["live"] = live_summary

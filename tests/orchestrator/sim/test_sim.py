@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +150,21 @@ def test_estimate_scales_by_shipped_device_throughput(tmp_path: Path, synthetic_
     estimate.write(tmp_path / "m" / "profile-jetson-orin-nano.toml")
     with pytest.raises(ValueError, match="itself an estimate"):
         estimate_profile("m", "jetson-orin-nano", "rtx-4090", tmp_path)
+
+
+def test_the_fidelity_simulator_takes_the_memory_use_the_live_edge_agents_reported(tmp_path: Path) -> None:
+    from orchestrator.fidelity import live_mem_used_fraction
+
+    path = tmp_path / "telemetry.sqlite"
+    assert live_mem_used_fraction(path, "p") is None  # no live run
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE telemetry (run_policy TEXT, agent TEXT, mem_used_bytes INTEGER, mem_total_bytes INTEGER)"
+        )
+        db.executemany("INSERT INTO telemetry VALUES (?, ?, ?, ?)", [
+            ("p", "edge-1", 10, 100), ("p", "edge-2", 30, 100), ("p", "edge-2", None, 100),  # no figure: left out
+            ("p", CLOUD, 90, 100), ("other", "edge-1", 80, 100),  # the cloud and other policies' runs: left out
+        ])  # fmt: skip
+        db.commit()
+    assert live_mem_used_fraction(path, "p") == pytest.approx(0.2)
+    assert live_mem_used_fraction(path, "absent") is None

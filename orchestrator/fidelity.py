@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
@@ -53,7 +54,7 @@ MEM_OTHER_USED = (0.0, 0.5)
 the models from (a live box's operating system and processes; this VM ~5 %, a Jetson's desktop more)"""
 
 
-def device_settings(device: str) -> dict[str, object]:
+def device_settings(device: str) -> dict[str, Any]:
     """``SimSettings`` fields of what a ``device``'s telemetry reports: its memory, whether it measures
     power, its power at rest; none when ``device`` is not a device profile."""
     try:
@@ -141,7 +142,7 @@ def run_fidelity(
     hints = sc.cluster
     settings = settings or SimSettings(
         edge_agents=hints.edge_agents, cloud_delay_ms=hints.cloud_delay_ms, seed=workload.seed,
-        downlink=downlink_of(sc), **device_settings(device),  # type: ignore[arg-type]
+        downlink=downlink_of(sc), **device_settings(device),
     )  # fmt: skip
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario

@@ -104,7 +104,7 @@ class SimBackend:
         # the policy clock runs one frame ahead: the first plan falls at the workload's start
         settings = SimSettings(
             edge_agents=sc.cluster.edge_agents, cloud_delay_ms=sc.cluster.cloud_delay_ms, policy_clock_s=frame_s,
-            downlink=downlink_of(sc), **device_settings(device),  # type: ignore[arg-type]
+            downlink=downlink_of(sc), **device_settings(device),
         )  # fmt: skip
         slots = episode_slots if episode_slots is not None else sc.timing.slots
         if slots < sc.timing.frame_slots:

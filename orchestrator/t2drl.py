@@ -163,7 +163,7 @@ def train(
                 if learner is None:
                     episode.end_frame(random_caching.plan(view))
                 else:
-                    obs, mask = caching_observation(view, layout), caching_mask(view, layout, configs, mem)
+                    obs, mask = caching_observation(view, layout, mem), caching_mask(view, layout, configs, mem)
                     if pending is not None:  # the frame that ends here: its mean utility
                         c_buf.add(pending[0], pending[1], pending[2] / max(pending[3], 1), obs, False, mask)
                     action = learner.act(obs, mask, epsilon=learner.epsilon(frames - 1))
@@ -215,7 +215,7 @@ def train(
             a_buf.add(last[0], last[1], last[2], last[0], True)
         if learner is not None and pending is not None:  # the episode's last frame: terminal
             view = episode.frame_view()
-            obs, mask = caching_observation(view, layout), caching_mask(view, layout, configs, mem)
+            obs, mask = caching_observation(view, layout, mem), caching_mask(view, layout, configs, mem)
             c_buf.add(pending[0], pending[1], pending[2] / max(pending[3], 1), obs, True, mask)
     history.append(_record(frames, requests, start, window, learner))
     return learner, actor, history

@@ -7,9 +7,13 @@ same on either backend: a policy trained in the simulator runs unchanged on the 
 Caching (once per frame, discrete):
 
 - observation: per model, its share of the requests of the frame that just ended and of all requests
-  so far; per (edge agent, model), whether it is loaded; per edge agent, the fraction of its memory
-  free (as its telemetry last reported it; -1 when not known); the frame index modulo ``period`` as a
-  phase in [0, 1) (popularity drifts every few frames);
+  so far; per (edge agent, model), whether it is loaded, and whether it has room for it: 1 when the
+  model is loaded there or its size fits in the agent's free memory (as its telemetry last reported
+  it) plus what the agent holds now (it could take the place of the agent's models), 0 when not, -1
+  when the free memory or the model's size is not known; the frame index modulo ``period`` as a phase
+  in [0, 1) (popularity drifts every few frames). Memory enters as these flags, not as the free
+  fraction itself: a plan should change when a model stops fitting, not when memory the models do not
+  need comes and goes (a DDQN fed the raw fraction moved its plans with it while nothing bound);
 - action: an index into :func:`cache_configs`, every joint choice of ``cache_models`` models per edge
   agent; a configuration is masked out when its models do not fit an agent's memory (when known).
 
@@ -44,7 +48,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +116,7 @@ class Layout:
 
     @property
     def caching_obs_dim(self) -> int:
-        return 2 * len(self.models) + len(self.edges) * (len(self.models) + 1) + 1
+        return 2 * len(self.models) + 2 * len(self.edges) * len(self.models) + 1
 
     @property
     def allocation_obs_dim(self) -> int:
@@ -132,11 +136,18 @@ def cache_configs(layout: Layout) -> list[dict[str, frozenset[str]]]:
     ]
 
 
-def _mem_free_fraction(agent: AgentState | None) -> float:
-    """Free memory / total memory of an up agent, in [0, 1]; -1 when not known."""
-    if agent is None or not agent.up or agent.mem_free_bytes is None or not agent.mem_total_bytes:
+def _room(agent: AgentState | None, model: str, mem_bytes: Mapping[str, int]) -> float:
+    """1.0: ``model`` is loaded on the up ``agent`` or fits in its free memory plus the memory of the models it
+    holds; 0.0: it does not fit; -1.0: the agent is down or its free memory or a size involved is not known."""
+    if agent is None or not agent.up:
         return -1.0
-    return min(max(agent.mem_free_bytes / agent.mem_total_bytes, 0.0), 1.0)
+    if model in agent.loaded:
+        return 1.0
+    size = mem_bytes.get(model)
+    held = [mem_bytes.get(m) for m in agent.loaded]
+    if agent.mem_free_bytes is None or size is None or None in held:
+        return -1.0
+    return 1.0 if size <= agent.mem_free_bytes + sum(b for b in held if b is not None) else 0.0
 
 
 def _scaled(value: float | None, cap: float) -> float:
@@ -144,20 +155,20 @@ def _scaled(value: float | None, cap: float) -> float:
     return -1.0 if value is None else min(max(value / cap, 0.0), 1.0)
 
 
-def caching_observation(view: ClusterView, layout: Layout) -> np.ndarray:
-    """The caching observation (float32, in [-1, 1]) of ``view``."""
+def caching_observation(view: ClusterView, layout: Layout, mem_bytes: Mapping[str, int]) -> np.ndarray:
+    """The caching observation (float32, in [-1, 1]) of ``view``; ``mem_bytes``: model -> bytes it takes loaded."""
     frame_total = sum(view.requests_frame.get(m, 0) for m in layout.models)
     total = sum(view.requests_total.get(m, 0) for m in layout.models)
     share_frame = [view.requests_frame.get(m, 0) / frame_total if frame_total else 0.0 for m in layout.models]
     share_total = [view.requests_total.get(m, 0) / total if total else 0.0 for m in layout.models]
-    loaded = []
+    loaded, room = [], []
     for name in layout.edges:
         agent = view.agent(name)
         held = agent.loaded if agent is not None and agent.up else frozenset()
         loaded.extend(1.0 if m in held else 0.0 for m in layout.models)
-    mem_free = [_mem_free_fraction(view.agent(name)) for name in layout.edges]
+        room.extend(_room(agent, m, mem_bytes) for m in layout.models)
     phase = (view.frame % layout.period) / layout.period
-    return np.asarray([*share_frame, *share_total, *loaded, *mem_free, phase], np.float32)
+    return np.asarray([*share_frame, *share_total, *loaded, *room, phase], np.float32)
 
 
 def caching_mask(

@@ -170,7 +170,7 @@ class CachingEnv(gym.Env):
     def _observe(self) -> tuple[np.ndarray, dict]:
         assert self._episode is not None
         view = self._episode.frame_view()
-        return caching_observation(view, self.layout), {
+        return caching_observation(view, self.layout, self._mem), {
             "action_mask": caching_mask(view, self.layout, self.configs, self._mem)
         }
 

@@ -148,7 +148,7 @@ class LearnedCaching:
         self._reward = frame_utility
 
     def plan(self, view: ClusterView) -> dict[str, frozenset[str]]:
-        obs = caching_observation(view, self.layout)
+        obs = caching_observation(view, self.layout, self.mem_bytes)
         mask = caching_mask(view, self.layout, self.configs, self.mem_bytes)
         if self.tuning is not None and self._reward is not None:
             self.tuning.add(self._frame, self._reward, obs, mask, done=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -61,7 +62,15 @@ def test_random_caching_variant_has_no_caching_learner(backend) -> None:
 
 
 def test_ddqn_learns_to_cache_the_popular_models(backend) -> None:
-    """DDQN on CachingEnv (inner fixed steps) beats random caching on held-out workloads after 300 frames."""
+    """DDQN on CachingEnv (inner fixed steps) beats random caching on held-out workloads after 300 frames.
+
+    The tiny problem puts the cloud 1.5 s away, so a miss costs most of a request's utility: with the
+    scenario's 200 ms the plans differ by a few percent of utility and 300 frames of noisy rewards train
+    some seeds well and others not at all (hit ratio 0.26-0.74 over 12 seeds); here 10 of 10 seeds reach
+    0.71-0.81 against random caching's 0.46.
+    """
+    far = dataclasses.replace(backend.settings, cloud_delay_ms=1500.0)
+    backend = dataclasses.replace(backend, settings=far)
     env = CachingEnv(backend)
     cfg = DDQNConfig(
         seed=0, total_steps=300, learning_starts=30, batch_size=32, hidden=(32, 32), epsilon_decay_steps=200,
@@ -70,8 +79,8 @@ def test_ddqn_learns_to_cache_the_popular_models(backend) -> None:
     agent, _ = train_ddqn(cfg, env)
     pairs = learned_policies("t2drl", agent, _FixedActor(backend), backend, T2DRLConfig())
     scores = evaluate(backend, {"ddqn": pairs} | _random(backend), eval_seeds(0, 2), 60)
-    assert scores["ddqn"]["hit_ratio"] > scores["random+fixed-steps"]["hit_ratio"] + 0.1
-    assert scores["ddqn"]["utility"] > scores["random+fixed-steps"]["utility"]
+    assert scores["ddqn"]["hit_ratio"] > scores["random+fixed-steps"]["hit_ratio"] + 0.2
+    assert scores["ddqn"]["utility"] > scores["random+fixed-steps"]["utility"] + 0.1
 
 
 class _FixedActor:

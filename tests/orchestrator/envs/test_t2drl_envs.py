@@ -167,11 +167,20 @@ def test_observations_carry_memory_power_and_energy_as_the_telemetry_reports_the
         ("edge-2", "a", 4): Measured(latency_s=0.2, count=2),  # no power measured there: no energy
     }
     view = ClusterView(0.0, 0, 0, agents, measured=measured)
-    # caching: the models' shares (2 + 2), loaded (2 x 2), free memory per edge agent, the phase
-    obs = caching_observation(view, layout)
-    assert obs.shape == (layout.caching_obs_dim,) == (11,)
-    assert obs[8:10].tolist() == [0.75, -1.0]
-    assert caching_observation(replace_view(view, agents=(dataclasses.replace(agents[0], up=False),)), layout)[8] == -1
+    # caching: the models' shares (2 + 2), loaded (2 x 2), room per (edge agent, model) (2 x 2), the phase
+    sizes = {"a": 1 * gib, "b": 4 * gib}
+    obs = caching_observation(view, layout, sizes)
+    assert obs.shape == (layout.caching_obs_dim,) == (13,)
+    assert obs[4:8].tolist() == [1.0, 0.0, 0.0, 1.0]
+    # edge-1 holds a; b (4 GiB) fits in its 3 GiB free plus a's 1 GiB; edge-2 holds b, its free memory unknown
+    assert obs[8:12].tolist() == [1.0, 1.0, -1.0, 1.0]
+    assert caching_observation(view, layout, {**sizes, "b": 4 * gib + 1})[8:10].tolist() == [1.0, 0.0]
+    assert caching_observation(view, layout, {"a": gib})[8:10].tolist() == [1.0, -1.0]  # b's size unknown
+    down = replace_view(view, agents=(dataclasses.replace(agents[0], up=False), *agents[1:]))
+    assert caching_observation(down, layout, sizes)[8:10].tolist() == [-1.0, -1.0]
+    # free memory the models do not need comes and goes: the observation stays the same
+    roomy = replace_view(view, agents=(dataclasses.replace(agents[0], mem_free_bytes=gib * 7 // 2), *agents[1:]))
+    assert caching_observation(roomy, layout, sizes).tolist() == obs.tolist()
     # allocation: one-hot (2), floor, the user's two weights, then per server 5 entries
     request = RequestInfo("r", "a", 1, w_latency=0.5, w_energy=0.02)
     obs = allocation_observation(view, request, layout)
@@ -217,6 +226,23 @@ def test_the_simulator_reports_power_and_energy_only_for_a_device_that_measures_
     seeds = {_mem_free_fraction(SimBackend.from_scenario("t2drl", "x86-cpu").episode(s).frame_view(), "edge-1")
              for s in range(6)}  # fmt: skip
     assert len(seeds) == 6 and all(0.5 <= m <= 1.0 for m in seeds)
+
+
+def test_the_caching_observation_says_which_models_fit_a_small_simulated_device(backend) -> None:
+    """A 10 MB edge with half its memory in other use has room for the 1.4 MB and 4.3 MB models, not the
+    7.2 MB one; the same edge with all of it free has room for all three."""
+    layout = backend.layout()
+    assert backend.mem_bytes()["digits-resmlp-l"] > 5_000_000 > backend.mem_bytes()["digits-mlp-s"]
+    room_at = 2 * len(layout.models) + len(layout.edges) * len(layout.models)
+
+    def room(other_used: float) -> list[float]:
+        settings = dataclasses.replace(backend.settings, mem_total_bytes=10_000_000, mem_other_used=(other_used,) * 2)
+        obs, _ = CachingEnv(dataclasses.replace(backend, settings=settings)).reset(seed=0)
+        return obs[room_at : room_at + len(layout.models)].tolist()  # edge-1, nothing loaded yet
+
+    fits = [1.0 if backend.mem_bytes()[m] <= 5_000_000 else 0.0 for m in layout.models]
+    assert room(0.5) == fits and 0.0 in fits
+    assert room(0.0) == [1.0] * len(layout.models)
 
 
 def _mem_free_fraction(view: ClusterView, name: str) -> float:

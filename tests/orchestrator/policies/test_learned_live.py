@@ -132,7 +132,9 @@ def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(
         stored = served - 1  # the last request's transition waits for a next decision
         wait_for(lambda: tuning.rewards == stored, what="every reward handed to the actor")
         updates = stored - 32 + 1  # one update per reward once a batch (32) is stored
-        assert tuning.learner.updates == before.updates + updates
+        assert tuning._worker is not None and tuning._worker.name == "fine-tuning"  # steps off the event loop
+        wait_for(lambda: tuning.learner.updates == before.updates + updates, what="the owed updates")
+        assert tuning.skipped == 0
         store = running.daemon.store.path
     tuned = store.with_name(f"{store.stem}-tuned")
     after = D3PG.load(tuned / "allocation.pt")

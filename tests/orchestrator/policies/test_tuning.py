@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import numpy as np
 
 from orchestrator.algos.replay import ReplayBuffer
-from orchestrator.policies.drl import ChainedTuning, Tuning
+from orchestrator.policies.drl import MAX_DUE_UPDATES, ChainedTuning, Tuning
 
 
 class _Learner:
@@ -65,3 +66,49 @@ def test_chained_tuning_stays_bounded_when_rewards_never_come() -> None:
     assert len(tuning.pending) == 5 and tuning.dropped == 45
     assert len(tuning._next) <= 5 and not tuning._rewards
     assert tuning.add(48, 1.0) and _stored(buffer) == [(48.0, 1.0, 49.0, False)]
+
+
+class _SlowLearner(_Learner):
+    """Trains from the first stored transition; each update waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg = SimpleNamespace(batch_size=1)
+        self.go = threading.Event()
+        self.started = threading.Event()
+        self.threads: set[str] = set()
+
+    def update(self, batch) -> None:
+        self.started.set()
+        self.threads.add(threading.current_thread().name)
+        assert self.go.wait(10), "the test never let the update go"
+        self.updates += 1
+
+
+def test_background_tuning_takes_its_steps_off_the_callers_thread_and_owes_a_bounded_number() -> None:
+    learner = _SlowLearner()
+    tuning = Tuning(learner, ReplayBuffer(3, 1, 1_000), background=True)
+    owed = MAX_DUE_UPDATES + 5
+    for i in range(owed + 1):  # the first update starts and blocks; the rest are owed, up to the bound
+        tuning.remember(i, _obs(i), np.zeros(1, np.float32))
+        assert tuning.add(i, 0.5)  # returns while an update is under way: the caller never waits for one
+        if i == 0:
+            assert learner.started.wait(10)
+    assert tuning.rewards == owed + 1 and learner.updates == 0
+    assert tuning.skipped == owed - MAX_DUE_UPDATES  # beyond the bound: skipped and counted
+    learner.go.set()
+    tuning.close()  # takes the owed steps, then stops
+    assert learner.updates == 1 + MAX_DUE_UPDATES and not tuning._worker.is_alive()
+    assert learner.threads == {"fine-tuning"}
+    tuning.remember("late", _obs(0), np.zeros(1, np.float32))
+    assert tuning.add("late", 0.5) and tuning.skipped == owed - MAX_DUE_UPDATES + 1  # closed: no more steps
+
+
+def test_inline_tuning_steps_in_add() -> None:
+    learner = _SlowLearner()
+    learner.go.set()
+    tuning = Tuning(learner, ReplayBuffer(3, 1, 100))
+    tuning.remember("a", _obs(1), np.zeros(1, np.float32))
+    assert tuning.add("a", 0.5) and learner.updates == 1
+    assert learner.threads == {threading.current_thread().name}
+    tuning.close()  # nothing to stop

@@ -51,6 +51,8 @@ MAX_DUE_UPDATES = 64
 """gradient steps a background tuner may owe; one owed beyond them is skipped (counted in ``skipped``)"""
 CLOSE_TIMEOUT_S = 30.0
 """how long ``Tuning.close`` waits for the background updater to finish the steps it owes"""
+LOGGED_FAILURES = 3
+"""failed background steps logged with their traceback; later ones are only counted (``failed``)"""
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Tuning:
         self.rewards = 0
         self.dropped = 0  # decisions whose reward never came before max_pending newer ones
         self.skipped = 0  # updates owed beyond MAX_DUE_UPDATES (background only)
+        self.failed = 0  # background updates that raised
         self.lock = threading.Lock()  # the learner's weights: decisions and gradient steps take turns
         self._store_lock = threading.Lock()  # the buffer and the owed steps: stores and batch draws take turns
         self._wake = threading.Condition(self._store_lock)
@@ -129,8 +132,11 @@ class Tuning:
             with self.lock:
                 try:
                     self.learner.update(batch)
-                except Exception:  # a failed step must not end the updater: log it, go on
-                    log.exception("fine-tuning: an update of %s failed", type(self.learner).__name__)
+                except Exception:  # a failed step must not end the updater: count it, log the first few, go on
+                    self.failed += 1
+                    if self.failed <= LOGGED_FAILURES:
+                        log.exception("fine-tuning: an update of %s failed (%d so far; the first %d are logged)",
+                                      type(self.learner).__name__, self.failed, LOGGED_FAILURES)  # fmt: skip
 
     def close(self) -> None:
         """Stop the background updater once it has taken the steps it owes (waits at most ``CLOSE_TIMEOUT_S``)."""
@@ -350,12 +356,14 @@ def save_tuned(
     folder.mkdir(parents=True, exist_ok=True)
     result = json.loads((Path(source) / "result.json").read_text())
     for policy, name in tuned:
-        policy.tuning.learner.save(folder / result["checkpoints"][name])  # type: ignore[union-attr]
+        with policy.tuning.lock:  # type: ignore[union-attr]  # an updater that did not stop steps no more meanwhile
+            policy.tuning.learner.save(folder / result["checkpoints"][name])  # type: ignore[union-attr]
         result.setdefault("fine_tuned", {})[name] = {
             "from": str(source),
             "rewards": policy.tuning.rewards,
             "dropped": policy.tuning.dropped,  # type: ignore[union-attr]
             "skipped_updates": policy.tuning.skipped,  # type: ignore[union-attr]
+            "failed_updates": policy.tuning.failed,  # type: ignore[union-attr]
             "updates": policy.tuning.learner.updates,  # type: ignore[union-attr]
         }
     for name in ("caching", "allocation"):  # an untuned learner travels unchanged

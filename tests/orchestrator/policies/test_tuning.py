@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from orchestrator.algos.replay import ReplayBuffer
-from orchestrator.policies.drl import MAX_DUE_UPDATES, ChainedTuning, Tuning
+from orchestrator.policies.drl import LOGGED_FAILURES, MAX_DUE_UPDATES, ChainedTuning, Tuning
 
 
 class _Learner:
@@ -112,3 +112,23 @@ def test_inline_tuning_steps_in_add() -> None:
     assert tuning.add("a", 0.5) and learner.updates == 1
     assert learner.threads == {threading.current_thread().name}
     tuning.close()  # nothing to stop
+
+
+def test_background_tuning_counts_failed_steps_and_keeps_going(caplog) -> None:
+    class Failing(_Learner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cfg = SimpleNamespace(batch_size=1)
+
+        def update(self, batch) -> None:
+            self.updates += 1
+            raise RuntimeError("a broken step")
+
+    learner = Failing()
+    tuning = Tuning(learner, ReplayBuffer(3, 1, 100), background=True)
+    for i in range(10):
+        tuning.remember(i, _obs(i), np.zeros(1, np.float32))
+        assert tuning.add(i, 0.5)
+    tuning.close()
+    assert learner.updates == tuning.failed == 10 and not tuning._worker.is_alive()
+    assert sum("a broken step" in r.getMessage() or r.exc_info is not None for r in caplog.records) == LOGGED_FAILURES

@@ -154,11 +154,11 @@ class Router:
             )
         holders = [e for e in up if model in e.loaded_models]
         if holders:
-            return Choice(min(holders, key=lambda e: (e.queue_depth, self.inflight[e.name], e.name)), load=False)
+            return Choice(self._least_busy(holders), load=False)
         # a burst for an unloaded model waits for the load already under way, wherever memory now looks freer
         loading = [e for e in up if self._loading(e.name, model)]
         if loading:
-            return Choice(min(loading, key=lambda e: (e.queue_depth, self.inflight[e.name], e.name)), load=True)
+            return Choice(self._least_busy(loading), load=True)
         able = [e for e in up if model in e.capabilities.models]
         if not able:
             raise RouteError(
@@ -166,6 +166,10 @@ class Router:
                 f"model: '{model}' is in no up agent's repository ({', '.join(e.name for e in up)})",
             )
         return Choice(min(able, key=lambda e: (-(e.free_mem_bytes() or 0), e.queue_depth, e.name)), load=True)
+
+    def _least_busy(self, entries: list[AgentEntry]) -> AgentEntry:
+        """The entry with the shortest queue, then the fewest requests of ours in flight, then by name."""
+        return min(entries, key=lambda e: (e.queue_depth, self.inflight[e.name], e.name))
 
     def _loading(self, agent: str, model: str) -> bool:
         """Whether this router is loading ``model`` on ``agent`` now."""

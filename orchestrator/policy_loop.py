@@ -8,7 +8,9 @@ a failure is logged and recorded, never fatal). The router asks ``allocate`` whe
 runs and with how many steps (one ``decisions`` row each). After a request is served, ``score``
 rates the image with the quality evaluator (softmax probability of the requested class), computes
 the utility (``orchestrator.utility``; unavailable energy leaves its term out and is flagged),
-writes one ``rewards`` row and folds latency, energy and quality into the measured means.
+writes one ``rewards`` row and folds latency, energy and quality into the measured means. A request
+that fails after the router took it (no agent, a deadline missed) gets ``fail``: a ``rewards`` row scored
+as the simulator scores a failure, zero quality after the time it took.
 
 With ``[policy.radio]`` the loop also emulates the radio downlink (:mod:`orchestrator.radio`): each
 allocation takes its fraction of the slot's free band (``Allocation.bandwidth_share``, else the
@@ -99,7 +101,7 @@ class PolicyLoop:
             config.caching, config.allocation, seed=config.seed, fixed_steps=config.fixed_steps,
             step_candidates=config.step_candidates, checkpoint=config.checkpoint, fine_tune=config.fine_tune,
         )  # fmt: skip
-        self._frame_utility = [0.0, 0]  # sum and count of the rewards of the running frame (fine-tuning)
+        self._frame_utility = [0.0, 0]  # sum and count of the caching rewards of the running frame (fine-tuning)
         self.measured = MeasuredTable(config.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()
         self.requests_total: Counter[str] = Counter()
@@ -302,15 +304,39 @@ class PolicyLoop:
         policy = self.allocation.name if self.allocation else "router"
         self.store.put("rewards", (time.time(), policy, None, reward, json.dumps(detail)))
         if reward is not None:
-            self.metrics.utility.labels(policy).observe(reward)
-            self._frame_utility[0] += reward
-            self._frame_utility[1] += 1
-            learn = getattr(self.allocation, "learn", None)
-            if learn is not None and self.config.fine_tune:
-                learn(spec.request_id, reward)
+            self._rewarded(spec, reward, w_latency, w_energy, policy)
         latency = None if routed.loaded_model else served_latency_s  # a model load is not the steady latency
         self.measured.update(routed.agent, routed.model, routed.steps, latency, routed.energy_j, quality)
         return replace(routed, quality=quality)
+
+    def fail(self, spec: SubmitSpec, outcome: str, latency_s: float) -> None:
+        """A request the router took that brought no image back (``outcome``: the gRPC status name): scored as
+        the simulator scores a failure, zero quality after ``latency_s`` (a deadline miss: the deadline), in a
+        ``rewards`` row with its outcome and as the learners' reward, so a tuned policy pays for its misses."""
+        w_latency, w_energy = self.weights(spec)
+        u = request_utility(0.0, max(0.0, latency_s), None, w_latency, w_energy, spec.quality_floor)
+        policy = self.allocation.name if self.allocation else "router"
+        detail = {
+            "request_id": spec.request_id, "model": spec.model, "outcome": outcome, "latency_s": latency_s,
+            "quality": 0.0, "slot": self.slot, "frame": self.frame, "w_latency": w_latency, "w_energy": w_energy,
+            "latency_term": u.latency_term,
+        }  # fmt: skip
+        self.store.put("rewards", (time.time(), policy, None, u.value, json.dumps(detail)))
+        self._rewarded(spec, u.value, w_latency, w_energy, policy)
+
+    def _rewarded(self, spec: SubmitSpec, reward: float, w_latency: float, w_energy: float, policy: str) -> None:
+        """Hand one request's reward to the metrics and, while tuning, to the learners."""
+        self.metrics.utility.labels(policy).observe(reward)
+        baseline = getattr(self.caching, "reward_baseline", None)
+        if baseline is not None:  # the caching learner's reward is utility less a per-request baseline
+            reward_c = reward - baseline(spec.model, w_latency, w_energy, spec.snr_db, spec.deadline_s)
+        else:
+            reward_c = reward
+        self._frame_utility[0] += reward_c
+        self._frame_utility[1] += 1
+        learn = getattr(self.allocation, "learn", None)
+        if learn is not None and self.config.fine_tune:
+            learn(spec.request_id, reward)
 
     async def _quality(self, image: np.ndarray, label: int) -> tuple[float | None, str]:
         if self.evaluator is None:

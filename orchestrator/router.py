@@ -113,6 +113,8 @@ class PolicyHook(Protocol):
 
     async def score(self, spec: SubmitSpec, routed: Routed) -> Routed: ...
 
+    def fail(self, spec: SubmitSpec, outcome: str, latency_s: float) -> None: ...
+
 
 class Router:
     """Routes requests over the registry's up agents.
@@ -192,6 +194,7 @@ class Router:
             loaded_model=False, submitted_unix_s=submitted_unix_s, finished_unix_s=0.0, outcome="",
         )  # fmt: skip
         self._inflight_total += 1
+        taken = False
         try:
             self._validate(spec)
             if self._inflight_total > self.limits.max_inflight_requests:
@@ -201,11 +204,14 @@ class Router:
                 )
             if self.policy is not None:
                 self.policy.observe(spec.model)
+            taken = True  # from here a failure is the policies' to pay for
             routed = await self._route(spec, t0_s, t0_s + deadline_s)
             if self.policy is not None:
                 routed = await self.policy.score(spec, routed)
         except RouteError as exc:
             self._finish(replace(record, outcome=exc.code.name.lower(), error=str(exc)), t0_s)
+            if taken and self.policy is not None:
+                self.policy.fail(spec, exc.code.name, time.monotonic() - t0_s)
             raise
         except asyncio.CancelledError:
             self._finish(replace(record, outcome="cancelled", error="the caller cancelled the request"), t0_s)

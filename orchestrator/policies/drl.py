@@ -169,8 +169,10 @@ class ChainedTuning(Tuning):
         self._next: dict[object, np.ndarray] = {}
 
     def remember(self, key: object, obs: np.ndarray, action: object) -> None:
+        """Decision ``key``; a second decision of the same key (the router's retry of a request on another
+        agent) replaces the first, and the request's transition still leads to the next request."""
         last = self._last_key
-        if last is not None and last in self.pending:
+        if last is not None and last != key and last in self.pending:
             self._next[last] = obs
             self._store(last)
         super().remember(key, obs, action)
@@ -201,11 +203,15 @@ class LearnedCaching:
         mem_bytes: model -> memory it takes loaded, bytes (masks plans that do not fit; {}: none masked).
         name: the policy's name in reports.
         tuning: online learning (``learn`` before each plan), or None.
+        reward_baseline: the per-request baseline the learner's frame reward subtracts
+            (``ReferenceService.baseline``: model, w_latency, w_energy, snr_db, deadline_s), or None (the reward
+            is the mean utility); the policy loop applies it to each scored request while tuning.
     """
 
     def __init__(
         self, act: Callable[[np.ndarray, np.ndarray], int], layout: Layout, mem_bytes: dict[str, int] | None = None,
         name: str = "ddqn", tuning: Tuning | None = None,
+        reward_baseline: Callable[[str, float, float, float | None, float], float] | None = None,
     ) -> None:  # fmt: skip
         self.act = act
         self.layout = layout
@@ -213,11 +219,13 @@ class LearnedCaching:
         self.configs = cache_configs(layout)
         self.name = name
         self.tuning = tuning
+        self.reward_baseline = reward_baseline
         self._frame = 0
         self._reward: float | None = None
 
     def learn(self, frame_utility: float) -> None:
-        """The mean utility of the frame the last plan ran; stored as its reward at the next plan."""
+        """The reward of the frame the last plan ran (its mean utility, less the baselines where the learner was
+        trained with them); stored at the next plan."""
         self._reward = frame_utility
 
     def plan(self, view: ClusterView) -> dict[str, frozenset[str]]:
@@ -302,7 +310,7 @@ def load_trained(
             tuning, epsilon = Tuning(learner, buffer, background=True), TUNING_EPSILON
         cache_policy = LearnedCaching(
             _locked(lambda o, m: learner.act(o, m, epsilon=epsilon), tuning), layout, result.get("mem_bytes", {}),
-            caching, tuning,
+            caching, tuning, _reward_baseline(folder, result),
         )  # fmt: skip
     if allocation is not None:
         if result.get("allocation") != allocation:
@@ -324,6 +332,21 @@ def load_trained(
             _locked(lambda o: actor.act(o, deterministic=not fine_tune), tuning), layout, allocation, tuning
         )
     return cache_policy, alloc_policy
+
+
+def _reward_baseline(folder: Path, result: dict) -> Callable[[str, float, float, float | None, float], float] | None:
+    """The caching reward's baseline the run trained with (``result.json`` ``caching_reward``), or None."""
+    reward = result.get("caching_reward") or {"baseline": None}
+    if reward.get("baseline") is None:
+        return None  # trained on the frame's mean utility (also every run from before the baseline)
+    if reward["baseline"] != "reference":
+        raise ValueError(f"checkpoint: {folder} result.json caching_reward.baseline {reward['baseline']!r} is unknown")
+    from orchestrator.caching_reward import ReferenceService
+
+    try:
+        return ReferenceService.from_json(reward["reference"]).baseline
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"checkpoint: {folder} result.json {exc}") from exc
 
 
 def _locked(act: Callable, tuning: Tuning | None) -> Callable:

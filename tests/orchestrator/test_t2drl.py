@@ -104,6 +104,33 @@ def _random(backend: SimBackend) -> dict:
     return baseline_policies(backend, ("random+fixed-steps",))
 
 
+def test_the_ddqn_reward_is_the_frames_utility_less_the_request_baselines(backend, monkeypatch) -> None:
+    """Trained twice alike, once with a baseline of 0.25 per request: every caching transition's reward is the
+    other's less 0.25 (the frame's mean of utility - baseline); the allocation rewards are untouched."""
+    import orchestrator.t2drl as t2drl
+
+    stored: dict[bool, dict[str, list[float]]] = {}
+
+    class Recording(t2drl.ReplayBuffer):
+        def add(self, obs, action, reward, next_obs, done, next_mask=None) -> None:
+            stored[baseline]["caching" if self.next_masks is not None else "allocation"].append(float(reward))
+            super().add(obs, action, reward, next_obs, done, next_mask)
+
+    class Quarter:
+        def baseline_of(self, req) -> float:
+            return 0.25
+
+    monkeypatch.setattr(t2drl, "ReplayBuffer", Recording)
+    monkeypatch.setattr(t2drl, "reference_service", lambda backend, cfg: Quarter())
+    for baseline in (False, True):
+        stored[baseline] = {"caching": [], "allocation": []}
+        train("t2drl", backend, T2DRLConfig(**{**TINY, "requests": 300, "caching_baseline": baseline}))
+    plain, adjusted = stored[False], stored[True]
+    assert len(plain["caching"]) >= 10 and len(adjusted["caching"]) == len(plain["caching"])
+    assert adjusted["caching"] == pytest.approx([r - 0.25 for r in plain["caching"]])
+    assert adjusted["allocation"] == plain["allocation"]
+
+
 def test_bad_algo_and_config_fields_are_named(tmp_path, backend) -> None:
     with pytest.raises(ValueError, match="algo"):
         train("ppo", backend, T2DRLConfig())

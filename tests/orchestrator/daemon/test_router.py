@@ -68,7 +68,7 @@ class OrderedPolicy:
     """Allocates each try to the next of ``order`` and records the time limit it is told."""
 
     def __init__(self, order: list[str]) -> None:
-        self.order, self.told_s = order, []
+        self.order, self.told_s, self.failed = order, [], []
 
     def observe(self, model: str) -> None:
         pass
@@ -79,6 +79,9 @@ class OrderedPolicy:
 
     async def score(self, spec: SubmitSpec, routed: Routed) -> Routed:
         return routed
+
+    def fail(self, spec: SubmitSpec, outcome: str, latency_s: float) -> None:
+        self.failed.append((spec.request_id, outcome, latency_s))
 
 
 class FailFirstLink:
@@ -109,3 +112,18 @@ def test_a_retry_tells_the_policy_the_time_left_of_the_request_not_its_whole_lim
     assert (routed.agent, routed.attempts) == ("b", 2)
     first, retry = policy.told_s
     assert 1.9 < first <= 2.0 and retry <= first - 0.3  # the first try took 0.3 s of the 2 s
+    assert policy.failed == []
+
+
+def test_a_request_the_policy_placed_that_fails_is_handed_back_to_it_with_the_time_it_took() -> None:
+    router, _ = _router()
+    router.link = lambda entry: FailFirstLink(entry.name, delay_s=0.2)
+    router.store = NullStore()  # type: ignore[assignment]
+    router.policy = policy = OrderedPolicy(["a", "a"])  # type: ignore[assignment]
+    with pytest.raises(RouteError):  # a is marked down after its first try: the second choice is refused
+        asyncio.run(router.submit(SubmitSpec("r2", "m1", 0, deadline_s=2.0)))
+    [(request_id, outcome, latency_s)] = policy.failed
+    assert (request_id, outcome) == ("r2", "UNAVAILABLE") and 0.2 <= latency_s < 1.0
+    with pytest.raises(RouteError, match="label"):  # refused before the router took it: no failure to score
+        asyncio.run(router.submit(SubmitSpec("r3", "m1", -1)))
+    assert len(policy.failed) == 1

@@ -18,6 +18,7 @@ from orchestrator.config import PolicyConfig
 from orchestrator.policies import build_policies
 from orchestrator.policies.drl import ChainedTuning, LearnedAllocation, LearnedCaching
 from orchestrator.t2drl import train_t2drl
+from profiles.scenario import load_scenario
 
 HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, the full suite loads the 2 cores
 MODELS = ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")
@@ -75,6 +76,29 @@ def test_a_checkpoint_trained_on_other_features_is_refused_by_name(checkpoint, t
     assert result["checkpoints"] == {"allocation": "allocation.pt", "caching": "caching.pt"}
 
 
+def test_the_caching_policy_carries_the_reward_baseline_its_learner_trained_with(checkpoint, tmp_path) -> None:
+    from orchestrator.caching_reward import ReferenceService
+
+    result = json.loads((checkpoint / "result.json").read_text())
+    assert result["caching_reward"] == {"baseline": None}  # the trainer's default: the frame's mean utility
+    assert build_policies("ddqn", "fixed-steps", checkpoint=str(checkpoint))[0].reward_baseline is None
+    reference = ReferenceService.for_scenario(load_scenario("t2drl"), "x86-cpu", 16)
+    other = tmp_path / "other"  # as a run trained with `caching_baseline = true` writes it
+    shutil.copytree(checkpoint, other)
+    written = {**result, "caching_reward": {"baseline": "reference", "reference": reference.to_json()}}
+    (other / "result.json").write_text(json.dumps(written))
+    caching, _ = build_policies("ddqn", "fixed-steps", checkpoint=str(other))
+    for args in (("digits-ldm", 0.5, 0.01, 10.0, 3.0), ("digits-mlp-s", 1.0, 0.0, -5.0, 2.0)):
+        assert caching.reward_baseline(*args) == reference.baseline(*args)
+    older = tmp_path / "older"  # a run from before the baseline: its learner trained on the frame's mean utility
+    shutil.copytree(checkpoint, older)
+    (older / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "caching_reward"}))
+    assert build_policies("ddqn", "fixed-steps", checkpoint=str(older))[0].reward_baseline is None
+    (older / "result.json").write_text(json.dumps({**result, "caching_reward": {"baseline": "median"}}))
+    with pytest.raises(ValueError, match=r"caching_reward\.baseline 'median' is unknown"):
+        build_policies("ddqn", "fixed-steps", checkpoint=str(older))
+
+
 def learned_cluster(policy_cluster, run_dir, checkpoint, **policy):
     """The daemon with the trained pair of ``checkpoint`` and agents named as the simulator's."""
     policy = {"caching": "ddqn", "allocation": "d3pg", "checkpoint": str(checkpoint), "slot_s": 0.2,
@@ -129,7 +153,9 @@ def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(
         assert served >= 40
         tuning = loop.allocation.tuning
         assert isinstance(tuning, ChainedTuning)  # the actor trained with gamma 0.8: transitions chain
-        stored = served - 1  # the last request's transition waits for a next decision
+        # every request brings a reward, a failed one too (zero quality after the time it took); the last
+        # request's transition waits for a next decision
+        stored = 60 - 1
         wait_for(lambda: tuning.rewards == stored, what="every reward handed to the actor")
         updates = stored - 32 + 1  # one update per reward once a batch (32) is stored
         assert tuning._worker is not None and tuning._worker.name == "fine-tuning"  # steps off the event loop

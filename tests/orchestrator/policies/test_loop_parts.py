@@ -191,3 +191,63 @@ def test_an_image_the_evaluator_cannot_take_gets_a_reward_row_that_says_why() ->
     [(reward, detail)] = _rewards(store)
     assert reward is None and "AssertionError" in detail["quality_unavailable"]
     assert loop.measured.snapshot()[("e1", "c", 8)].latency_s == pytest.approx(0.2)  # latency still counts
+
+
+class BaselineCaching:
+    """A caching policy whose learner trained on utility less a per-request baseline (as ``LearnedCaching``)."""
+
+    name = "baseline-caching"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple] = []
+        self.learned: list[float] = []
+
+    def reward_baseline(self, model: str, w_latency: float, w_energy: float, snr_db, deadline_s: float) -> float:
+        self.asked.append((model, w_latency, w_energy, snr_db, deadline_s))
+        return 0.1 * len(self.asked)
+
+    def learn(self, frame_reward: float) -> None:
+        self.learned.append(frame_reward)
+
+    def plan(self, view) -> dict:
+        return {}
+
+
+def test_a_tuned_caching_learner_gets_the_frames_utility_less_its_baselines() -> None:
+    loop, _, store = _loop(w_latency=0.5)
+    loop.config = loop.config.model_copy(update={"fine_tune": True})  # as a learned pair would set it
+    loop.evaluator = FakeEvaluator()
+    loop.caching = caching = BaselineCaching()
+    for deadline_s in (2.0, 3.0):
+        asyncio.run(
+            loop.score(SubmitSpec("r", "c", 2, w_latency=0.4, deadline_s=deadline_s), _routed(np.zeros((1, 8, 8))))
+        )
+    rewards = [reward for reward, _ in _rewards(store)]
+    assert rewards == pytest.approx([0.5 - 0.4 * 0.2] * 2)  # the utility rows stay the utility
+    assert caching.asked == [("c", 0.4, 0.01, None, 2.0), ("c", 0.4, 0.01, None, 3.0)]
+    asyncio.run(loop.plan_frame())
+    assert caching.learned == pytest.approx([np.mean([rewards[0] - 0.1, rewards[1] - 0.2])])
+
+
+class LearningAllocation:
+    name = "learning"
+
+    def __init__(self) -> None:
+        self.learned: list[tuple[str, float]] = []
+
+    def learn(self, request_id: str, utility: float) -> bool:
+        self.learned.append((request_id, utility))
+        return True
+
+
+def test_a_failed_request_is_scored_as_the_simulator_scores_it_and_the_learners_pay_for_it() -> None:
+    loop, _, store = _loop(w_latency=0.5)
+    loop.config = loop.config.model_copy(update={"fine_tune": True})
+    loop.caching, loop.allocation = caching, allocation = BaselineCaching(), LearningAllocation()
+    loop.fail(SubmitSpec("late", "c", 2, w_latency=0.4, deadline_s=3.0), "DEADLINE_EXCEEDED", 3.01)
+    [(reward, detail)] = _rewards(store)
+    assert reward == pytest.approx(-0.4 * 3.01) and detail["outcome"] == "DEADLINE_EXCEEDED"
+    assert detail["quality"] == 0.0 and detail["request_id"] == "late"
+    assert allocation.learned == [("late", pytest.approx(-0.4 * 3.01))]
+    asyncio.run(loop.plan_frame())
+    assert caching.learned == pytest.approx([-0.4 * 3.01 - 0.1])  # less the caching learner's baseline

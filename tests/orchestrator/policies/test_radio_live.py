@@ -108,3 +108,10 @@ def test_a_transmission_past_the_deadline_fails_at_the_deadline(cluster) -> None
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "downlink" in info.value.details()
     assert elapsed_s >= 0.55  # it waited until the deadline, as a transmission on air would
+    # its reward row scores the miss as the simulator does: zero quality after the deadline
+    [(reward, detail)] = [
+        (r, json.loads(d)) for r, d in _rows(cluster, "SELECT reward, detail_json FROM rewards")
+        if json.loads(d).get("outcome") == "DEADLINE_EXCEEDED"
+    ]  # fmt: skip
+    assert detail["quality"] == 0.0 and 0.55 <= detail["latency_s"] < elapsed_s + 0.05
+    assert reward == pytest.approx(-detail["w_latency"] * detail["latency_s"])

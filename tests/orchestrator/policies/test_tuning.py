@@ -58,6 +58,16 @@ def test_chained_tuning_links_each_request_to_the_next_in_either_order() -> None
     assert tuning.rewards == 2
 
 
+def test_a_retried_decision_replaces_the_first_and_still_leads_to_the_next_request() -> None:
+    buffer = ReplayBuffer(3, 1, 100)
+    tuning = ChainedTuning(_Learner(), buffer)
+    tuning.remember("a", _obs(1), np.zeros(1, np.float32))
+    tuning.remember("a", _obs(2), np.ones(1, np.float32))  # the router retried a on another agent
+    assert tuning.add("a", 0.5) and len(buffer) == 0  # a's next request is still to come
+    tuning.remember("b", _obs(3), np.zeros(1, np.float32))
+    assert _stored(buffer) == [(2.0, 0.5, 3.0, False)] and buffer.actions[0] == 1.0
+
+
 def test_chained_tuning_stays_bounded_when_rewards_never_come() -> None:
     buffer = ReplayBuffer(3, 1, 100)
     tuning = ChainedTuning(_Learner(), buffer, max_pending=5)

@@ -36,9 +36,9 @@ models: $(STAMP)
 
 # The shipped T2DRL policy (DDQN caching + D3PG allocation) trained in the simulator on the
 # x86-cpu profiles; `edgetb demo` runs it live (policy ddqn+d3pg).
-policies: $(STAMP)  # 5 training seeds, two at a time (~15 min on 2 cores); ship the best on validation workloads
+policies: $(STAMP)  # 5 training seeds, two at a time (~30 min on 2 cores); ship the best on validation workloads
 	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I{} $(BIN)/edgetb train --algo t2drl --seed {} \
-		--out runs/policies/t2drl-s{} --time-budget-s 900
+		--out runs/policies/t2drl-s{} --time-budget-s 1800
 	$(BIN)/edgetb select-policy runs/policies/t2drl-s0 runs/policies/t2drl-s1 runs/policies/t2drl-s2 \
 		runs/policies/t2drl-s3 runs/policies/t2drl-s4 --out profiles/policies/t2drl
 

@@ -68,6 +68,14 @@ class T2DRLConfig:
     """seed of the learners, the exploration and the training workloads"""
     requests: int = 60_000
     """training requests (allocation steps) at most; ``train`` may stop earlier on its time budget"""
+    caching_requests: int = 180_000
+    """requests after ``requests`` on which only the caching learner learns (the actor allocates without
+    exploring or learning): the DDQN gets one transition per frame (~24 requests), and with the actor's
+    60 000 requests alone (~2 500 frames) its plans came out no better than popular-spread; 0: none"""
+    episode_slots: int | None = 300
+    """slots per training episode (None: the backend's, the scenario's 60 on the simulator). 300 slots = 30
+    frames, as long as the held-out workloads: popularity drifts every 3 frames through all 3 orders (9
+    frames), and 6-frame episodes only ever showed the first two, so the DDQN learned a schedule of those"""
     updates_per_request: int = 1
     """actor/critic updates per update round (after ``allocation.learning_starts``)"""
     allocation_train_every: int = 2
@@ -93,7 +101,7 @@ class T2DRLConfig:
     its slot), gamma 0.8 looks about five requests (two slots) ahead; gamma 0 stores one-step terminal transitions"""
     caching: dict[str, Any] = field(
         default_factory=lambda: {
-            "learning_starts": 50, "batch_size": 64, "gamma": 0.3, "hidden": (64, 64), "epsilon_decay_steps": 1_000,
+            "learning_starts": 50, "batch_size": 64, "gamma": 0.3, "hidden": (64, 64), "epsilon_decay_steps": 4_000,
             "target_update_every": 100, "lr": 1e-3,
         }
     )  # fmt: skip
@@ -154,14 +162,15 @@ def train(
     history: list[dict] = []
     window: list[tuple[float, bool]] = []
     requests = frames = 0
+    total = cfg.requests + (cfg.caching_requests if learner is not None else 0)
     out_of_time = False
-    while requests < cfg.requests and not out_of_time:
+    while requests < total and not out_of_time:
         workload_seed = int(rng.integers(TRAIN_SEED_BOUND))
-        episode = backend.episode(workload_seed)
+        episode = backend.episode(workload_seed, cfg.episode_slots)
         random_caching = RandomCaching(workload_seed)
         pending = None  # (obs, action, reward) of the frame that is running
         last = None  # (obs, action, utility) of the previous request, waiting for its next observation
-        while not episode.done and requests < cfg.requests:
+        while not episode.done and requests < total:
             # --- long timescale: a frame boundary ----------------------------------------------
             while episode.frame_due():
                 view = episode.frame_view()
@@ -192,26 +201,29 @@ def train(
             if last is not None:
                 a_buf.add(last[0], last[1], last[2], obs, False)
                 last = None
+            actor_learns = requests < cfg.requests  # after: the caching learner's own requests
             if requests < actor.cfg.learning_starts:
                 action = rng.uniform(-1.0, 1.0, layout.allocation_act_dim).astype(np.float32)
             else:
-                action = actor.act(obs)
+                action = actor.act(obs, deterministic=not actor_learns)
             try:
                 agent, steps, share = decode_allocation(action, view, info, layout)
                 result = episode.serve(agent, steps, share)
             except NoAgent:
                 result = episode.fail()
-            if chained:
+            if not actor_learns:
+                pass
+            elif chained:
                 last = (obs, action, result.utility)
             else:
                 a_buf.add(obs, action, result.utility, obs, True)
             requests += 1
-            actor.env_steps = requests
+            actor.env_steps = min(requests, cfg.requests)
             window.append((result.utility, result.hit))
             if pending is not None:
                 pending[2] += result.utility - (reference.baseline_of(req) if reference is not None else 0.0)
                 pending[3] += 1
-            if requests > actor.cfg.learning_starts and requests % cfg.allocation_train_every == 0:
+            if actor_learns and requests > actor.cfg.learning_starts and requests % cfg.allocation_train_every == 0:
                 for _ in range(cfg.updates_per_request):
                     actor.update(a_buf.sample(actor.cfg.batch_size))
             out_of_time = time_budget_s is not None and time.perf_counter() - start >= time_budget_s

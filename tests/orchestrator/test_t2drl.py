@@ -17,7 +17,7 @@ from orchestrator.envs.t2drl import CachingEnv, SimBackend
 from orchestrator.t2drl import BASELINES, T2DRLConfig, eval_seeds, evaluate, learned_policies, train, train_t2drl
 
 TINY = {
-    "requests": 400, "eval_episodes": 1, "eval_slots": 40,
+    "requests": 400, "caching_requests": 200, "eval_episodes": 1, "eval_slots": 40,
     "allocation": {"learning_starts": 100, "batch_size": 32, "hidden": [16, 16], "critic_hidden": [16, 16]},
     "caching": {"learning_starts": 4, "batch_size": 8, "hidden": [16, 16]},
 }  # fmt: skip
@@ -36,7 +36,7 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["policies"] == json.loads(json.dumps(result["policies"]))
     assert set(saved["policies"]) == {"t2drl", *BASELINES}
-    assert saved["train_requests"] == 400 and saved["train_frames"] >= 10 and saved["backend"] == "sim"
+    assert saved["train_requests"] == 600 and saved["train_frames"] >= 20 and saved["backend"] == "sim"
     assert saved["profiles"] == {m: "measured" for m in ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")}
     for summary in saved["policies"].values():
         assert summary["requests"] == saved["policies"]["lru+fixed-steps"]["requests"] > 0  # the same workloads
@@ -44,7 +44,10 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     actor = d3pg.D3PG.load(tmp_path / "allocation.pt")
     learner = ddqn.DDQN.load(tmp_path / "caching.pt")
-    assert actor.env_steps == 400 and learner.env_steps == saved["train_frames"]
+    # the actor learns from the first 400 requests only (one update round per 2 after its 100 random ones);
+    # the last 200 are the caching learner's
+    assert actor.env_steps == 400 and actor.updates == (400 - 100) // 2
+    assert learner.env_steps == saved["train_frames"]
     # the restored pair replays the held-out workload exactly as the trained one scored it
     cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}})
     backend = SimBackend.from_scenario("t2drl", "x86-cpu")
@@ -147,7 +150,8 @@ def test_cli_trains_t2drl_and_names_bad_options(tmp_path) -> None:
     ok = runner.invoke(app, [*args, "--config", json.dumps(tiny)])
     assert ok.exit_code == 0, ok.output
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["algo"] == "ddqn+ddpg" and saved["train_requests"] == 200 and "lru+fixed-steps" in ok.output
+    assert saved["algo"] == "ddqn+ddpg" and "lru+fixed-steps" in ok.output
+    assert saved["train_requests"] == 200 + TINY["caching_requests"]  # --steps: the actor's requests
     for bad, named in (("--backend", "--backend"), ("--agent-device", "--agent-device")):
         refused = runner.invoke(app, [*args, bad, "gpu-cluster"])
         assert refused.exit_code == 2 and named in refused.output

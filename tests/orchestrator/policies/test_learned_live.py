@@ -23,7 +23,7 @@ from profiles.scenario import load_scenario
 HEARTBEAT_S = 0.5  # down after 3 silent intervals: generous, the full suite loads the 2 cores
 MODELS = ("digits-mlp-s", "digits-resmlp-l", "digits-ldm")
 TINY = {
-    "requests": 300, "eval_episodes": 1, "eval_slots": 20, "max_steps": 16,
+    "requests": 300, "caching_requests": 100, "eval_episodes": 1, "eval_slots": 20, "max_steps": 16,
     "allocation": {"learning_starts": 100, "batch_size": 32, "hidden": [16, 16], "critic_hidden": [16, 16]},
     "caching": {"learning_starts": 4, "batch_size": 8, "hidden": [16, 16]},
 }  # fmt: skip

@@ -4,7 +4,9 @@ One loop runs both timescales on the same episodes, as the paper's algorithm doe
 boundary the caching learner observes the demand of the ended frame and picks a joint cache plan;
 within the frame every request is allocated by the actor (steps and server), which stores the
 transition and takes ``updates_per_request`` gradient steps; when the frame ends its mean utility is
-the caching learner's reward, and the caching learner stores and learns from that transition. The
+the caching learner's reward, and the caching learner stores and learns from that transition. After the
+actor's ``requests`` the loop goes on for ``caching_requests`` on which only the caching learner learns
+(it sees one transition per frame, the actor one per request). The
 features and action maps are :mod:`orchestrator.envs.features` (the ``CachingEnv`` /
 ``AllocationEnv`` spaces), so the learned policies run live unchanged
 (:mod:`orchestrator.policies.drl`).

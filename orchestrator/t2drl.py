@@ -213,11 +213,9 @@ def train(
                 result = episode.serve(agent, steps, share)
             except NoAgent:
                 result = episode.fail()
-            if not actor_learns:
-                pass
-            elif chained:
+            if actor_learns and chained:
                 last = (obs, action, result.utility)
-            else:
+            elif actor_learns:
                 a_buf.add(obs, action, result.utility, obs, True)
             requests += 1
             actor.env_steps = min(requests, cfg.requests)

@@ -144,10 +144,9 @@ def _room(agent: AgentState | None, model: str, mem_bytes: Mapping[str, int]) ->
     if model in agent.loaded:
         return 1.0
     size = mem_bytes.get(model)
-    held = [mem_bytes.get(m) for m in agent.loaded]
-    if agent.mem_free_bytes is None or size is None or None in held:
+    if agent.mem_free_bytes is None or size is None or not all(m in mem_bytes for m in agent.loaded):
         return -1.0
-    return 1.0 if size <= agent.mem_free_bytes + sum(b for b in held if b is not None) else 0.0
+    return 1.0 if size <= agent.mem_free_bytes + sum(mem_bytes[m] for m in agent.loaded) else 0.0
 
 
 def _scaled(value: float | None, cap: float) -> float:

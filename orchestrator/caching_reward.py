@@ -28,6 +28,7 @@ from typing import Any
 from orchestrator.radio import Downlink, downlink_of
 from orchestrator.sim.cluster import SimSettings
 from orchestrator.sim.sampler import ModelSampler
+from orchestrator.t2drl_bound import expected_service
 from orchestrator.utility import request_utility
 from orchestrator.workload import WorkloadRequest
 from profiles.scenario import Scenario
@@ -53,14 +54,10 @@ class ReferenceService:
         cls, samplers: Mapping[str, ModelSampler], hops: float, max_steps: int, share: float, downlink: Downlink | None
     ) -> ReferenceService:
         """The reference of models drawn by ``samplers`` (``hops`` overheads per request), steps ``1..max_steps``."""
-        table = {}
-        for model, sampler in samplers.items():
-            rows = []
-            for s in range(1, max_steps + 1):
-                stats = sampler.quality_stats(s)
-                latency_s = sampler.compute_stats(s)[0] + hops * sampler.overhead_s(s)
-                rows.append((stats[0] if stats is not None else 0.0, latency_s, sampler.mean_energy_j(s)))
-            table[model] = tuple(rows)
+        table = {
+            model: tuple(expected_service(sampler, s, hops) for s in range(1, max_steps + 1))
+            for model, sampler in samplers.items()
+        }
         return cls(table, share, downlink)
 
     @classmethod

@@ -129,7 +129,7 @@ class PolicyConfig(BaseModel):
             ``popular-spread`` (the cluster's top models, different ones per agent), ``lru``, ``random``,
             ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
             decisions: models stay as loaded).
-        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg``
+        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg`` / ``sac`` / ``td3``
             (trained: ``checkpoint``), ``external`` (decided per request by code in the daemon's process:
             the envs' live backend), or ``router`` (the router's own choice: loaded first, else most free
             memory).
@@ -147,7 +147,7 @@ class PolicyConfig(BaseModel):
         seed: seed of the ``random`` caching policy's draws.
         model_rank: models in preferred order; breaks ties of popularity (then the name).
         checkpoint: folder of an ``edgetb train --env t2drl`` run (``result.json``, ``caching.pt``,
-            ``allocation.pt``) whose learners the ``ddqn`` / ``d3pg`` / ``ddpg`` policies run.
+            ``allocation.pt``) whose learners the ``ddqn`` / ``d3pg`` / ``ddpg`` / ``sac`` / ``td3`` policies run.
         fine_tune: the learned policies keep learning from the live rewards (exploring a little); the
             tuned learners are written next to the run's store as ``<run id>-tuned/`` when the daemon stops.
         bandwidth_share: fraction of the slot's free downlink band a request gets when its allocation
@@ -161,7 +161,7 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     caching: Literal["none", "most-popular", "popular-spread", "lru", "random", "no-cache", "ddqn"] = "none"
-    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg", "external"] = "router"
+    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg", "sac", "td3", "external"] = "router"
     slot_s: float = Field(1.0, ge=0.01, le=3600.0)
     frame_slots: int = Field(10, ge=1, le=100_000)
     cache_models: int = Field(1, ge=0, le=1000)
@@ -185,7 +185,7 @@ class PolicyConfig(BaseModel):
     def _learned_needs_checkpoint(self) -> PolicyConfig:
         learned = [n for n in (self.caching, self.allocation) if n in (*LEARNED_CACHING, *LEARNED_ALLOCATION)]
         if self.fine_tune and not learned:
-            raise ValueError("fine_tune: only learned policies (ddqn, d3pg, ddpg) can be fine-tuned")
+            raise ValueError("fine_tune: only learned policies (ddqn, d3pg, ddpg, sac, td3) can be fine-tuned")
         if not learned:
             return self
         if not self.checkpoint:

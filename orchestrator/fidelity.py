@@ -133,7 +133,8 @@ def run_fidelity(
             compute time and energy drawn from the model profiles on that device (labelled).
         settings: the simulated cluster; default: the scenario's ``[cluster]`` hints.
         models_dir: where the model profiles are.
-        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``).
+        checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``,
+            ``sac``, ``td3``).
         log: progress lines.
     """
     sc = with_slot_s(load_scenario(scenario), slot_s)

@@ -288,7 +288,7 @@ def run_live_demo(
         models: model repository.
         max_in_flight: requests in flight at once.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``,
-            ``ddpg``); None: the shipped ``SHIPPED_POLICY``.
+            ``ddpg``, ``sac``, ``td3``); None: the shipped ``SHIPPED_POLICY``.
         fine_tune: learned policies keep learning from the live rewards; each run writes its tuned
             learners to ``runs/<policy>/<run id>-tuned/``.
         log: progress lines.

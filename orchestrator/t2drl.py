@@ -11,10 +11,11 @@ features and action maps are :mod:`orchestrator.envs.features` (the ``CachingEnv
 ``AllocationEnv`` spaces), so the learned policies run live unchanged
 (:mod:`orchestrator.policies.drl`).
 
-Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-actor DDPG) and
-``random+d3pg`` (random caching + D3PG). After training, the learned policies and the heuristic
-baselines (``random+fixed-steps``, ``most-popular+fixed-steps``, ``popular-spread+fixed-steps``,
-``lru+fixed-steps``) replay the same
+Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-actor DDPG),
+``random+d3pg`` (random caching + D3PG), and ``ddqn+sac`` / ``ddqn+td3``: Stable-Baselines3's SAC or
+TD3 as the actor in the same loop, on the same transitions (:class:`orchestrator.algos.sb3.Actor`).
+After training, the learned policies and the heuristic baselines (``random+fixed-steps``,
+``most-popular+fixed-steps``, ``popular-spread+fixed-steps``, ``lru+fixed-steps``) replay the same
 held-out workloads in the simulator (:func:`orchestrator.sim.cluster.simulate`); ``result.json``
 holds the mean utility, hit ratio and latency of each, and (simulator) the hindsight upper bound of
 :mod:`orchestrator.t2drl_bound` on the same workloads: the room any policy has there.
@@ -55,8 +56,13 @@ from orchestrator.workload import Workload
 
 ALGOS: dict[str, tuple[str, str]] = {
     "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
+    "ddqn+sac": ("ddqn", "sac"), "ddqn+td3": ("ddqn", "td3"),
 }  # fmt: skip
-"""``--algo`` -> (caching learner, allocation learner)"""
+"""``--algo`` -> (caching learner, allocation learner); sac / td3 are Stable-Baselines3's (the ``rl`` extra)"""
+SB3_KEYS = {"exploration_noise": "action_noise", "actor_lr": "learning_rate", "critic_lr": None}
+"""the actor settings (``T2DRLConfig.allocation``) under their SB3 names; None: SB3 has no such setting (one
+learning rate for actor and critic: the actor's), dropped. TD3 takes the exploration noise; SAC explores by
+sampling its own policy and does not use it"""
 BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "popular-spread+fixed-steps", "lru+fixed-steps")
 EVAL_SEED = 2_000_003
 """base workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
@@ -115,7 +121,14 @@ class T2DRLConfig:
 
 
 def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):
-    config = {"d3pg": d3pg.Config, "ddpg": ddpg.Config, "ddqn": ddqn.Config}[kind]
+    if kind in ("sac", "td3"):
+        from orchestrator.algos import sb3
+
+        config: Any = sb3.Config
+        overrides = {SB3_KEYS.get(k, k): v for k, v in overrides.items() if SB3_KEYS.get(k, k) is not None}
+        overrides = {**overrides, "algo": kind}
+    else:
+        config = {"d3pg": d3pg.Config, "ddpg": ddpg.Config, "ddqn": ddqn.Config}[kind]
     known = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -125,6 +138,10 @@ def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):
 
 def _actor(kind: str, obs_dim: int, act_dim: int, seed: int, overrides: dict[str, Any]):
     cfg = _learner_config(kind, seed, overrides)
+    if kind in ("sac", "td3"):
+        from orchestrator.algos import sb3
+
+        return sb3.Actor(obs_dim, act_dim, cfg)
     return d3pg.D3PG(obs_dim, act_dim, cfg) if kind == "d3pg" else ddpg.DDPG(obs_dim, act_dim, cfg)
 
 
@@ -136,8 +153,12 @@ def train(
     time_budget_s: float | None = None,
     log: Callable[[str], None] | None = None,
     log_every_frames: int = 100,
+    reference: ReferenceService | None = None,
 ):
     """Train the two learners of ``algo`` together on episodes of ``backend``.
+
+    ``reference``: the caching reward's reference service when ``cfg.caching_baseline`` (None: built from
+    ``backend`` by :func:`reference_service`).
 
     Returns:
         (caching learner or None for random caching, actor, history): the history has one record per
@@ -158,7 +179,10 @@ def train(
     if cache_kind == "ddqn":
         learner = ddqn.DDQN(layout.caching_obs_dim, len(configs), _learner_config("ddqn", cfg.seed, cfg.caching))
         c_buf = ReplayBuffer(layout.caching_obs_dim, 0, learner.cfg.buffer_size, n_actions=len(configs), seed=cfg.seed)
-    reference = reference_service(backend, cfg) if learner is not None and cfg.caching_baseline else None
+    if learner is None or not cfg.caching_baseline:
+        reference = None
+    elif reference is None:
+        reference = reference_service(backend, cfg)
     rng = np.random.default_rng((cfg.seed, 11))
     start = time.perf_counter()
     history: list[dict] = []
@@ -373,7 +397,8 @@ def train_t2drl(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        learner, actor, history = train(algo, env, cfg, time_budget_s=time_budget_s, log=log)
+        reference = reference_service(env, cfg) if ALGOS[algo][0] == "ddqn" and cfg.caching_baseline else None
+        learner, actor, history = train(algo, env, cfg, time_budget_s=time_budget_s, log=log, reference=reference)
         actor.save(out / "allocation.pt")
         if learner is not None:
             learner.save(out / "caching.pt")
@@ -394,12 +419,12 @@ def train_t2drl(
         "eval_episodes": cfg.eval_episodes,
         "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
-        "config": dataclasses.asdict(cfg), "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
+        "config": dataclasses.asdict(cfg), "actor_config": dataclasses.asdict(actor.cfg),
+        "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
         "mem_bytes": env.mem_bytes(), "policies": summaries, "curve": history,
         "bound": None if bound is None else {"utility": bound, "model": BOUND_MODEL},
         "caching_reward": (
-            {"baseline": "reference", "reference": reference_service(env, cfg).to_json()}
-            if learner is not None and cfg.caching_baseline else {"baseline": None}
+            {"baseline": "reference", "reference": reference.to_json()} if reference is not None else {"baseline": None}
         ),
         "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
     }  # fmt: skip

@@ -35,14 +35,19 @@ from orchestrator.utility import request_utility
 from orchestrator.workload import WorkloadRequest
 
 
+def expected_service(sampler: ModelSampler, steps: int, hops: float) -> tuple[float, float, float | None]:
+    """A request served at once at ``steps``, in expectation: mean quality (0 without a quality profile), mean
+    latency without the downlink (compute + ``hops`` gRPC overheads), s, and mean energy, J (None: not measured)."""
+    stats = sampler.quality_stats(steps)
+    latency_s = sampler.compute_stats(steps)[0] + hops * sampler.overhead_s(steps)
+    return (stats[0] if stats is not None else 0.0), latency_s, sampler.mean_energy_j(steps)
+
+
 def best_served_value(req: WorkloadRequest, sampler: ModelSampler, hops: float, max_steps: int) -> float:
     """The request's largest expected utility over steps ``1..max_steps``, served at once, without the downlink."""
     best = -math.inf
     for steps in range(1, max_steps + 1):
-        stats = sampler.quality_stats(steps)
-        quality = stats[0] if stats is not None else 0.0
-        latency_s = sampler.compute_stats(steps)[0] + hops * sampler.overhead_s(steps)
-        energy_j = sampler.mean_energy_j(steps)
+        quality, latency_s, energy_j = expected_service(sampler, steps, hops)
         best = max(best, request_utility(quality, latency_s, energy_j, req.w_latency, req.w_energy).value)
     return best
 

@@ -21,7 +21,7 @@ CACHING: dict[str, type] = {
 ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency}
 #: Learned policies (``orchestrator.policies.drl``), loaded from a training run's checkpoints.
 LEARNED_CACHING = ("ddqn",)
-LEARNED_ALLOCATION = ("d3pg", "ddpg")
+LEARNED_ALLOCATION = ("d3pg", "ddpg", "sac", "td3")
 
 
 def build_policies(
@@ -36,7 +36,7 @@ def build_policies(
 ) -> tuple[CachingPolicy | None, AllocationPolicy | None]:
     """The policies named by a ``[policy]`` table (``none`` / ``router``: None), the same for live and sim runs.
 
-    ``ddqn`` (caching) and ``d3pg`` / ``ddpg`` (allocation) are learners trained by ``edgetb train
+    ``ddqn`` (caching) and ``d3pg`` / ``ddpg`` / ``sac`` / ``td3`` (allocation) are learners trained by ``edgetb train
     --env t2drl``, loaded from the run folder ``checkpoint`` (needs torch); ``fine_tune``: they keep learning.
     """
     learned = None

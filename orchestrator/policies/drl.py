@@ -283,7 +283,7 @@ def load_trained(
     Args:
         checkpoint: the run folder (``result.json`` with the feature layout, ``caching.pt``, ``allocation.pt``).
         caching: the caching learner wanted (``ddqn``), or None.
-        allocation: the allocation learner wanted (``d3pg`` / ``ddpg``), or None.
+        allocation: the allocation learner wanted (``d3pg`` / ``ddpg`` / ``sac`` / ``td3``), or None.
         fine_tune: keep learning online (exploring: the actor's own noise, epsilon 0.05 for the DDQN).
 
     Raises:
@@ -319,6 +319,8 @@ def load_trained(
             )
         if allocation == "d3pg":
             from orchestrator.algos.d3pg import D3PG as Actor
+        elif allocation in ("sac", "td3"):
+            from orchestrator.algos.sb3 import Actor  # type: ignore[assignment]
         else:
             from orchestrator.algos.ddpg import DDPG as Actor  # type: ignore[assignment]
         actor = Actor.load(folder / result["checkpoints"]["allocation"])

@@ -134,6 +134,39 @@ def test_the_ddqn_reward_is_the_frames_utility_less_the_request_baselines(backen
     assert adjusted["allocation"] == plain["allocation"]
 
 
+def test_sb3_actors_train_in_the_same_loop_and_run_as_policies(tmp_path, backend) -> None:
+    pytest.importorskip("stable_baselines3")
+    from orchestrator.algos import sb3
+    from orchestrator.cli_train import T2DRL_ALGOS
+    from orchestrator.config import PolicyConfig
+    from orchestrator.policies.drl import load_trained
+    from orchestrator.t2drl import ALGOS
+
+    assert set(T2DRL_ALGOS) == set(ALGOS)  # the CLI's list (no torch import) is the trainer's
+    tiny = {**TINY, "requests": 300, "caching_requests": 60}
+    result = train_t2drl("ddqn+sac", tmp_path, seed=1, time_budget_s=120, overrides=tiny)
+    assert result["allocation"] == "sac" and set(result["policies"]) == {"ddqn+sac", *BASELINES}
+    # the trainer's actor settings under SB3's names: the actor's learning rate; TD3's noise is SAC's unused field
+    actor_config = result["actor_config"]
+    assert actor_config["algo"] == "sac" and actor_config["learning_rate"] == T2DRLConfig().allocation["actor_lr"]
+    assert actor_config["hidden"] == (16, 16) and actor_config["gamma"] == T2DRLConfig().allocation["gamma"]
+    actor = sb3.Actor.load(tmp_path / "allocation.pt")
+    assert actor.env_steps == 300 and actor.updates == (300 - 100) // 2
+    caching, allocation = load_trained(tmp_path, "ddqn", "sac")
+    again = evaluate(backend, {"p": (caching, allocation)}, result["eval_seeds"], tiny["eval_slots"])
+    assert again["p"]["utility"] == pytest.approx(result["policies"]["ddqn+sac"]["utility"])
+    assert PolicyConfig(caching="ddqn", allocation="sac", checkpoint=str(tmp_path)).allocation == "sac"
+    with pytest.raises(ValueError, match="trained allocation 'sac', not 'td3'"):
+        load_trained(tmp_path, None, "td3")
+    # TD3 takes the trainer's exploration noise; a field neither has is named
+    allocation = {**T2DRLConfig().allocation, **TINY["allocation"]}
+    cfg = T2DRLConfig(**{**TINY, "requests": 150, "caching_requests": 0, "allocation": allocation})
+    _, td3, _ = train("ddqn+td3", backend, cfg)
+    assert td3.cfg.algo == "td3" and td3.cfg.action_noise == T2DRLConfig().allocation["exploration_noise"]
+    with pytest.raises(ValueError, match="td3 has no field"):
+        train("ddqn+td3", backend, T2DRLConfig(**{**TINY, "allocation": {"denoise_steps": 3}}))
+
+
 def test_bad_algo_and_config_fields_are_named(tmp_path, backend) -> None:
     with pytest.raises(ValueError, match="algo"):
         train("ppo", backend, T2DRLConfig())

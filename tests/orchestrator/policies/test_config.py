@@ -15,7 +15,8 @@ def test_no_policy_table_means_no_policy_loop() -> None:
     ("policy", "setting"),
     [
         ({"caching": "random-ish"}, "policy.caching"),
-        ({"allocation": "sac"}, "policy.allocation"),
+        ({"allocation": "ppo"}, "policy.allocation"),
+        ({"allocation": "sac"}, "policy: checkpoint"),
         ({"allocation": "d3pg"}, "policy: checkpoint"),
         ({"slot_s": 0}, "policy.slot_s"),
         ({"frame_slots": 0}, "policy.frame_slots"),

@@ -51,7 +51,7 @@ from orchestrator.policies.base import NoAgent
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.random_cache import RandomCaching
 from orchestrator.sim.cluster import run_episode
-from orchestrator.t2drl_bound import utility_bound
+from orchestrator.t2drl_bound import cached_utility_bound, utility_bound
 from orchestrator.workload import Workload
 
 ALGOS: dict[str, tuple[str, str]] = {
@@ -316,12 +316,29 @@ def evaluate(
 BOUND_MODEL = "orchestrator/t2drl_bound.py: hindsight band split, every request on an edge at its best steps"
 
 
+CACHED_BOUND_MODEL = (
+    "the same, but only the frame's edge_agents x cache_models models (hindsight) on edges, the rest on the cloud"
+)
+
+
 def eval_bound(backend: SimBackend, seeds: list[int], slots: int, max_steps: int) -> float:
     """The utility bound per request (:mod:`orchestrator.t2drl_bound`) on the held-out workloads of ``seeds``;
     steps up to ``max_steps`` or the fixed policies' steps, whichever is more."""
     workloads = [Workload.from_scenario(backend.scenario, seed).requests(slots) for seed in seeds]
     steps = max(max_steps, backend.policy.fixed_steps)
     return utility_bound(workloads, backend.samplers, backend.settings.downlink, backend.settings.hops, steps)
+
+
+def eval_cached_bound(backend: SimBackend, seeds: list[int], slots: int, max_steps: int) -> float:
+    """:func:`eval_bound` keeping the cache size: at most ``edge_agents x cache_models`` models on the edges per
+    frame (:func:`orchestrator.t2drl_bound.cached_utility_bound`)."""
+    workloads = [Workload.from_scenario(backend.scenario, seed).requests(slots) for seed in seeds]
+    settings = backend.settings
+    return cached_utility_bound(
+        workloads, backend.samplers, settings.downlink, frame_slots=backend.policy.frame_slots,
+        edge_models=settings.edge_agents * backend.policy.cache_models, cloud_delay_s=settings.cloud_delay_ms / 1e3,
+        hops=settings.hops, max_steps=max(max_steps, backend.policy.fixed_steps),
+    )  # fmt: skip
 
 
 def baseline_policies(backend: EnvBackend, names: tuple[str, ...] = BASELINES) -> dict[str, tuple[object, object]]:
@@ -404,9 +421,14 @@ def train_t2drl(
             learner.save(out / "caching.pt")
         pairs = {algo: learned_policies(algo, learner, actor, env, cfg), **baseline_policies(env)}
         summaries = evaluate(env, pairs, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots)
-        bound = None
+        bound: dict[str, object] | None = None
         if live is None:  # the bound models the simulator
-            bound = eval_bound(sim, eval_seeds(seed, cfg.eval_episodes), cfg.eval_slots, cfg.max_steps)
+            seeds = eval_seeds(seed, cfg.eval_episodes)
+            bound = {
+                "utility": eval_bound(sim, seeds, cfg.eval_slots, cfg.max_steps), "model": BOUND_MODEL,
+                "cached_utility": eval_cached_bound(sim, seeds, cfg.eval_slots, cfg.max_steps),
+                "cached_model": CACHED_BOUND_MODEL,
+            }  # fmt: skip
     finally:
         torch.set_num_threads(previous)
         if live is not None:
@@ -422,7 +444,7 @@ def train_t2drl(
         "config": dataclasses.asdict(cfg), "actor_config": dataclasses.asdict(actor.cfg),
         "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
         "mem_bytes": env.mem_bytes(), "policies": summaries, "curve": history,
-        "bound": None if bound is None else {"utility": bound, "model": BOUND_MODEL},
+        "bound": bound,
         "caching_reward": (
             {"baseline": "reference", "reference": reference.to_json()} if reference is not None else {"baseline": None}
         ),

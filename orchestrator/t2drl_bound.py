@@ -20,13 +20,21 @@ in the policy's favour, request by request and slot by slot:
 
 Expectations are over the quality, compute and energy draws, which no policy sees before it decides; arrivals
 and SNRs are known in advance, which no online policy can do. Hence a bound, not a policy.
+
+:func:`cached_utility_bound` keeps one constraint of the problem that :func:`utility_bound` drops: the edges
+hold at most ``edge_models`` distinct models per caching frame (``edge_agents x cache_models``), and a
+request whose model none of them holds goes to the cloud (its expected utility at its best steps with the
+cloud's mean WAN delay added). Each frame's set is chosen in hindsight (no load time, no memory limit, no
+switching cost), so it bounds every policy that serves a request on an edge only where the frame's plan put
+its model, as the learned allocation, the fixed-steps policies and the daemon's router do.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from orchestrator.live_demo import failed
 from orchestrator.radio import Downlink
@@ -43,12 +51,15 @@ def expected_service(sampler: ModelSampler, steps: int, hops: float) -> tuple[fl
     return (stats[0] if stats is not None else 0.0), latency_s, sampler.mean_energy_j(steps)
 
 
-def best_served_value(req: WorkloadRequest, sampler: ModelSampler, hops: float, max_steps: int) -> float:
-    """The request's largest expected utility over steps ``1..max_steps``, served at once, without the downlink."""
+def best_served_value(
+    req: WorkloadRequest, sampler: ModelSampler, hops: float, max_steps: int, delay_s: float = 0.0
+) -> float:
+    """The request's largest expected utility over steps ``1..max_steps``, served at once (plus ``delay_s``, e.g.
+    the cloud's WAN delay), without the downlink."""
     best = -math.inf
     for steps in range(1, max_steps + 1):
         quality, latency_s, energy_j = expected_service(sampler, steps, hops)
-        best = max(best, request_utility(quality, latency_s, energy_j, req.w_latency, req.w_energy).value)
+        best = max(best, request_utility(quality, latency_s + delay_s, energy_j, req.w_latency, req.w_energy).value)
     return best
 
 
@@ -91,6 +102,37 @@ def slot_bound(
     return total
 
 
+def _slot_total(reqs: Sequence[WorkloadRequest], served: Sequence[float], downlink: Downlink | None) -> float:
+    """The bound of one slot's requests whose served utilities (without the downlink) are ``served``."""
+    missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
+    if downlink is None:
+        return sum(max(s, m) for s, m in zip(served, missed, strict=True))
+    air_s = [downlink.tx_time_s(1.0, r.snr_db if r.snr_db is not None else -math.inf) for r in reqs]
+    return slot_bound(served, [r.w_latency for r in reqs], air_s, missed)
+
+
+def _value_table(
+    samplers: Mapping[str, ModelSampler], hops: float, max_steps: int, delay_s: float = 0.0
+) -> Callable[[WorkloadRequest], float]:
+    """``best_served_value`` of a request, remembered per model and user weights (the same for every request)."""
+    best: dict[tuple[str, float, float], float] = {}
+
+    def value(r: WorkloadRequest) -> float:
+        key = (r.model, r.w_latency, r.w_energy)
+        if key not in best:
+            best[key] = best_served_value(r, samplers[r.model], hops, max_steps, delay_s)
+        return best[key]
+
+    return value
+
+
+def _by_slot(requests: Sequence[WorkloadRequest]) -> dict[int, list[WorkloadRequest]]:
+    by_slot: dict[int, list[WorkloadRequest]] = defaultdict(list)
+    for req in requests:
+        by_slot[req.slot].append(req)
+    return by_slot
+
+
 def utility_bound(
     workloads: Sequence[Sequence[WorkloadRequest]],
     samplers: Mapping[str, ModelSampler],
@@ -107,28 +149,57 @@ def utility_bound(
         hops: gRPC round trips per request whose overhead the profile measured once (``SimSettings.hops``).
         max_steps: the most denoising steps a policy may choose.
     """
+    edge = _value_table(samplers, hops, max_steps)
     count, total = 0, 0.0
-    best: dict[tuple[str, float, float], float] = {}  # per model and user weights: the same for every request
-
-    def served_value(r: WorkloadRequest) -> float:
-        key = (r.model, r.w_latency, r.w_energy)
-        if key not in best:
-            best[key] = best_served_value(r, samplers[r.model], hops, max_steps)
-        return best[key]
-
     for requests in workloads:
-        by_slot: dict[int, list[WorkloadRequest]] = defaultdict(list)
-        for req in requests:
-            by_slot[req.slot].append(req)
-        for reqs in by_slot.values():
-            served = [served_value(r) for r in reqs]
-            missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
-            if downlink is None:
-                total += sum(max(s, m) for s, m in zip(served, missed, strict=True))
-            else:
-                snrs = [r.snr_db if r.snr_db is not None else -math.inf for r in reqs]
-                air_s = [downlink.tx_time_s(1.0, snr) for snr in snrs]
-                total += slot_bound(served, [r.w_latency for r in reqs], air_s, missed)
+        for reqs in _by_slot(requests).values():
+            total += _slot_total(reqs, [edge(r) for r in reqs], downlink)
+        count += len(requests)
+    if not count:
+        raise ValueError("workloads: the bound needs at least one request")
+    return total / count
+
+
+def cached_utility_bound(
+    workloads: Sequence[Sequence[WorkloadRequest]],
+    samplers: Mapping[str, ModelSampler],
+    downlink: Downlink | None,
+    *,
+    frame_slots: int,
+    edge_models: int,
+    cloud_delay_s: float,
+    hops: float = 2.0,
+    max_steps: int = 32,
+) -> float:
+    """Mean utility per request that no policy exceeds when the edges hold at most ``edge_models`` distinct models
+    per frame of ``frame_slots`` slots (see the module docstring); never above :func:`utility_bound`.
+
+    Args:
+        workloads: the runs' requests (a request's frame is ``slot // frame_slots``).
+        samplers: model -> sampler from its profile (as the simulator uses).
+        downlink: the radio downlink; None: no radio.
+        frame_slots: slots per caching frame.
+        edge_models: distinct models the edges can hold at once (edge agents x models each keeps).
+        cloud_delay_s: the cloud's mean WAN delay, s, added to a request served there.
+        hops: gRPC round trips per request whose overhead the profile measured once.
+        max_steps: the most denoising steps a policy may choose.
+    """
+    if frame_slots < 1 or edge_models < 0:
+        raise ValueError(f"frame_slots / edge_models: {frame_slots} / {edge_models}: need >= 1 / >= 0")
+    edge = _value_table(samplers, hops, max_steps)
+    cloud = _value_table(samplers, hops, max_steps, cloud_delay_s)
+    plans = list(itertools.combinations(sorted(samplers), min(edge_models, len(samplers))))
+    count, total = 0, 0.0
+    for requests in workloads:
+        frames: dict[int, list[list[WorkloadRequest]]] = defaultdict(list)
+        for slot, reqs in _by_slot(requests).items():
+            frames[slot // frame_slots].append(reqs)
+        for slots in frames.values():
+            total += max(
+                sum(_slot_total(reqs, [edge(r) if r.model in plan else cloud(r) for r in reqs], downlink)
+                    for reqs in slots)
+                for plan in plans
+            )  # fmt: skip
         count += len(requests)
     if not count:
         raise ValueError("workloads: the bound needs at least one request")

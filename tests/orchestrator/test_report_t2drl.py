@@ -80,3 +80,18 @@ def test_the_report_gives_the_room_under_the_bound(tmp_path) -> None:
     assert f"t2drl takes {m * 100:.1f} % ± {h * 100:.1f} % of the room" in lines and m == pytest.approx(0.5)
     _write_runs(tmp_path / "old", {"t2drl": [0.8]}, baseline=[0.6])  # runs without a bound: no lines
     assert bound_lines(find_runs(tmp_path / "old"), aggregate(find_runs(tmp_path / "old"))) == []
+
+
+def test_the_report_gives_the_cached_bound_only_when_every_run_has_it(tmp_path) -> None:
+    _write_runs(tmp_path / "runs", {"t2drl": [0.8, 0.9]}, baseline=[0.6, 0.8], bound=[1.0, 1.0])
+    runs = find_runs(tmp_path / "runs")
+    for run, cached in zip(runs, (0.9, 0.85), strict=True):
+        run["bound"].update(cached_utility=cached, cached_model="cache kept")
+    lines = "\n".join(bound_lines(runs, aggregate(runs)))
+    assert "Upper bound keeping the cache size (cache kept; no policy exceeds it): 0.8750" in lines
+    m, h = interval([(0.8 - 0.6) / (0.9 - 0.6), (0.9 - 0.8) / (0.85 - 0.8)])  # 2/3 and all of the tighter room
+    assert (
+        f"t2drl takes {m * 100:.1f} % ± {h * 100:.1f} % of the room between random+fixed-steps and this bound" in lines
+    )
+    del runs[1]["bound"]["cached_utility"]  # runs from before the cached bound: only the first
+    assert "keeping the cache size" not in "\n".join(bound_lines(runs, aggregate(runs)))

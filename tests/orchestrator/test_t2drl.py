@@ -42,6 +42,8 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
         assert summary["requests"] == saved["policies"]["lru+fixed-steps"]["requests"] > 0  # the same workloads
         assert -2 < summary["utility"] < 1 and 0 <= summary["hit_ratio"] <= 1
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    bound = saved["bound"]  # both bounds lie above every policy; keeping the cache size only lowers it
+    assert max(s["utility"] for s in saved["policies"].values()) < bound["cached_utility"] < bound["utility"]
     actor = d3pg.D3PG.load(tmp_path / "allocation.pt")
     learner = ddqn.DDQN.load(tmp_path / "caching.pt")
     # the actor learns from the first 400 requests only (one update round per 2 after its 100 random ones);

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from orchestrator.envs.t2drl import SimBackend
-from orchestrator.t2drl import BASELINES, baseline_policies, eval_bound, evaluate
-from orchestrator.t2drl_bound import best_served_value, slot_bound, utility_bound
+from orchestrator.t2drl import BASELINES, baseline_policies, eval_bound, eval_cached_bound, evaluate
+from orchestrator.t2drl_bound import best_served_value, cached_utility_bound, slot_bound, utility_bound
 from orchestrator.workload import Workload
 
 
@@ -74,3 +74,39 @@ def test_best_served_value_takes_the_best_steps(backend) -> None:
         energy_j = sampler.mean_energy_j(steps) or 0.0
         assert value >= q - req.w_latency * latency_s - req.w_energy * energy_j - 1e-12
     assert value <= 1.0
+
+
+def test_the_cached_bound_keeps_only_the_frames_best_models_on_the_edges(backend) -> None:
+    workload = Workload.from_scenario(backend.scenario, 11).requests(40)
+    hops, samplers = backend.settings.hops, backend.samplers
+    models = sorted({r.model for r in workload})
+    assert len(models) == 3
+
+    def cached(edge_models: int, frame_slots: int = 10, cloud_delay_s: float = 0.2) -> float:
+        return cached_utility_bound([workload], samplers, None, frame_slots=frame_slots, edge_models=edge_models,
+                                    cloud_delay_s=cloud_delay_s, hops=hops, max_steps=32)  # fmt: skip
+
+    plain = utility_bound([workload], samplers, None, hops, 32)
+    assert cached(3) == pytest.approx(plain) and cached(2, cloud_delay_s=0.0) == pytest.approx(plain)
+    assert cached(0) < cached(1) < cached(2) < plain  # fewer models on the edges, more requests pay the WAN delay
+    # no radio: each frame keeps the models whose requests lose most on the cloud, chosen per frame
+    edge = {r.id: best_served_value(r, samplers[r.model], hops, 32) for r in workload}
+    cloud = {r.id: best_served_value(r, samplers[r.model], hops, 32, 0.2) for r in workload}
+    frames: dict[int, list] = {}
+    for r in workload:
+        frames.setdefault(r.slot // 10, []).append(r)
+    expected = sum(
+        max(sum(edge[r.id] if r.model == m else cloud[r.id] for r in reqs) for m in models) for reqs in frames.values()
+    )
+    assert cached(1) == pytest.approx(expected / len(workload))
+    assert cached(1, frame_slots=1) > cached(1, frame_slots=40)  # a plan per slot fits the demand better
+    with pytest.raises(ValueError, match="frame_slots"):
+        cached(1, frame_slots=0)
+
+
+def test_no_simulated_policy_beats_the_cached_bound(backend) -> None:
+    seeds, slots = [7, 8], 60
+    cached = eval_cached_bound(backend, seeds, slots, max_steps=32)
+    assert cached < eval_bound(backend, seeds, slots, max_steps=32)
+    summaries = evaluate(backend, baseline_policies(backend, BASELINES), seeds, slots)
+    assert all(s["utility"] < cached for s in summaries.values()), (cached, summaries)

@@ -158,6 +158,15 @@ def test_sb3_actors_train_in_the_same_loop_and_run_as_policies(tmp_path, backend
     again = evaluate(backend, {"p": (caching, allocation)}, result["eval_seeds"], tiny["eval_slots"])
     assert again["p"]["utility"] == pytest.approx(result["policies"]["ddqn+sac"]["utility"])
     assert PolicyConfig(caching="ddqn", allocation="sac", checkpoint=str(tmp_path)).allocation == "sac"
+    # fine-tuned live as the D3PG is: each reward becomes a transition, SB3 takes the owed gradient steps
+    _, tuned = load_trained(tmp_path, None, "sac", fine_tune=True)
+    episode = backend.episode(result["eval_seeds"][0], 20)
+    for _ in range(40):
+        _, view, info = episode.request_view()
+        choice = tuned.allocate(view, info)
+        tuned.learn(info.request_id, episode.allocate(choice).utility)
+    tuned.tuning.close()
+    assert tuned.tuning.rewards == 39 and tuned.tuning.learner.updates == actor.updates + 39 - 32 + 1
     with pytest.raises(ValueError, match="trained allocation 'sac', not 'td3'"):
         load_trained(tmp_path, None, "td3")
     # TD3 takes the trainer's exploration noise; a field neither has is named

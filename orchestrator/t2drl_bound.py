@@ -56,10 +56,19 @@ def best_served_value(
 ) -> float:
     """The request's largest expected utility over steps ``1..max_steps``, served at once (plus ``delay_s``, e.g.
     the cloud's WAN delay), without the downlink."""
-    best = -math.inf
+    return best_steps(req, sampler, hops, max_steps, delay_s)[1]
+
+
+def best_steps(
+    req: WorkloadRequest, sampler: ModelSampler, hops: float, max_steps: int, delay_s: float = 0.0
+) -> tuple[int, float]:
+    """The steps in ``1..max_steps`` with the largest expected utility served at once (plus ``delay_s``), and it."""
+    best = (1, -math.inf)
     for steps in range(1, max_steps + 1):
         quality, latency_s, energy_j = expected_service(sampler, steps, hops)
-        best = max(best, request_utility(quality, latency_s + delay_s, energy_j, req.w_latency, req.w_energy).value)
+        value = request_utility(quality, latency_s + delay_s, energy_j, req.w_latency, req.w_energy).value
+        if value > best[1]:
+            best = (steps, value)
     return best
 
 
@@ -80,26 +89,42 @@ def slot_bound(
         air_s: per request, its image's time on the whole band, s (inf: it cannot be sent).
         missed: per request, its utility when it fails.
     """
+    return _greedy(served, weights, air_s, missed)[0]
+
+
+def served_set(
+    served: Sequence[float], weights: Sequence[float], air_s: Sequence[float], missed: Sequence[float]
+) -> list[float]:
+    """Per request of :func:`slot_bound`'s optimum, ``x_i sqrt(w_i t_i)``: its part of the band cost (shares of
+    the band in proportion to it), 0 for a request left to fail or one with no band cost."""
+    return _greedy(served, weights, air_s, missed)[1]
+
+
+def _greedy(
+    served: Sequence[float], weights: Sequence[float], air_s: Sequence[float], missed: Sequence[float]
+) -> tuple[float, list[float]]:
     if not len(served) == len(weights) == len(air_s) == len(missed):
         raise ValueError("slot_bound: served, weights, air_s and missed need one entry per request")
     total = float(sum(missed))
     items = []
-    for s, m, w, t in zip(served, missed, weights, air_s, strict=True):
+    parts = [0.0] * len(served)
+    for i, (s, m, w, t) in enumerate(zip(served, missed, weights, air_s, strict=True)):
         g, c = s - m, math.sqrt(w * t) if math.isfinite(t) else math.inf
         if g <= 0 or not math.isfinite(c):
             continue  # failing it is no worse, or it cannot be sent at all
         if c == 0:
             total += g  # no band cost (no latency weight)
         else:
-            items.append((g, c))
+            items.append((g, c, i))
     cost = 0.0
-    for g, c in sorted(items, key=lambda gc: gc[0] / gc[1], reverse=True):
+    for g, c, i in sorted(items, key=lambda gci: gci[0] / gci[1], reverse=True):
         x = min(1.0, (g / (2.0 * c) - cost) / c)
         if x <= 0:
             break
         total += x * g - (cost + x * c) ** 2 + cost**2
         cost += x * c
-    return total
+        parts[i] = x * c
+    return total, parts
 
 
 def _slot_total(reqs: Sequence[WorkloadRequest], served: Sequence[float], downlink: Downlink | None) -> float:

@@ -129,7 +129,8 @@ class PolicyConfig(BaseModel):
             ``popular-spread`` (the cluster's top models, different ones per agent), ``lru``, ``random``,
             ``no-cache``, ``ddqn`` (trained: ``checkpoint``), or ``none`` (no caching
             decisions: models stay as loaded).
-        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``d3pg`` / ``ddpg`` / ``sac`` / ``td3``
+        allocation: per-request policy: ``fixed-steps``, ``greedy-latency``, ``sqrt-band`` (fixed steps, the band
+            by the square-root rule), ``d3pg`` / ``ddpg`` / ``sac`` / ``td3``
             (trained: ``checkpoint``), ``external`` (decided per request by code in the daemon's process:
             the envs' live backend), or ``router`` (the router's own choice: loaded first, else most free
             memory).
@@ -161,7 +162,9 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     caching: Literal["none", "most-popular", "popular-spread", "lru", "random", "no-cache", "ddqn"] = "none"
-    allocation: Literal["router", "fixed-steps", "greedy-latency", "d3pg", "ddpg", "sac", "td3", "external"] = "router"
+    allocation: Literal[
+        "router", "fixed-steps", "greedy-latency", "sqrt-band", "d3pg", "ddpg", "sac", "td3", "external"
+    ] = "router"
     slot_s: float = Field(1.0, ge=0.01, le=3600.0)
     frame_slots: int = Field(10, ge=1, le=100_000)
     cache_models: int = Field(1, ge=0, le=1000)

@@ -33,7 +33,7 @@ class DemoRow:
     steps: int
     images: int
     latency_s_p50: float
-    compute_time_s: float
+    compute_time_s: float  # the agent's compute per batch of 10, median over the batches
     step_time_ms: float
     energy_j_per_image: float | None
     energy_source: str
@@ -69,7 +69,7 @@ def run_point(
         steps=steps,
         images=n_images,
         latency_s_p50=float(np.median(latencies)),
-        compute_time_s=float(np.mean(computes)),
+        compute_time_s=float(np.median(computes)),  # one batch slowed by a busy box does not move it
         step_time_ms=1e3 * float(np.mean(step_times)) if step_times else 0.0,
         energy_j_per_image=sum(measured) / n_images if len(measured) == len(energies) else None,
         energy_source=source,

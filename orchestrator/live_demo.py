@@ -41,6 +41,7 @@ from profiles.scenario import Scenario, load_scenario
 #: The policy combinations the demo runs, ``caching+allocation``, in order.
 POLICIES: tuple[str, ...] = (
     "ddqn+d3pg",
+    "popular-spread+sqrt-band",
     "popular-spread+fixed-steps",
     "random+fixed-steps",
     "most-popular+fixed-steps",

@@ -15,7 +15,8 @@ Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-act
 ``random+d3pg`` (random caching + D3PG), and ``ddqn+sac`` / ``ddqn+td3``: Stable-Baselines3's SAC or
 TD3 as the actor in the same loop, on the same transitions (:class:`orchestrator.algos.sb3.Actor`).
 After training, the learned policies and the heuristic baselines (``random+fixed-steps``,
-``most-popular+fixed-steps``, ``popular-spread+fixed-steps``, ``lru+fixed-steps``) replay the same
+``most-popular+fixed-steps``, ``popular-spread+fixed-steps``, ``lru+fixed-steps``, and
+``popular-spread+sqrt-band``: the band by the square-root rule, :mod:`orchestrator.policies.sqrt_band`) replay the same
 held-out workloads in the simulator (:func:`orchestrator.sim.cluster.simulate`); ``result.json``
 holds the mean utility, hit ratio and latency of each, and (simulator) the hindsight upper bound of
 :mod:`orchestrator.t2drl_bound` on the same workloads: the room any policy has there.
@@ -63,7 +64,10 @@ SB3_KEYS = {"exploration_noise": "action_noise", "actor_lr": "learning_rate", "c
 """the actor settings (``T2DRLConfig.allocation``) under their SB3 names; None: SB3 has no such setting (one
 learning rate for actor and critic: the actor's), dropped. TD3 takes the exploration noise; SAC explores by
 sampling its own policy and does not use it"""
-BASELINES = ("random+fixed-steps", "most-popular+fixed-steps", "popular-spread+fixed-steps", "lru+fixed-steps")
+BASELINES = (
+    "random+fixed-steps", "most-popular+fixed-steps", "popular-spread+fixed-steps", "lru+fixed-steps",
+    "popular-spread+sqrt-band",
+)  # fmt: skip
 EVAL_SEED = 2_000_003
 """base workload seed of the held-out evaluation episodes (training seeds are below ``TRAIN_SEED_BOUND``)"""
 

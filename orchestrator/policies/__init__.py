@@ -11,6 +11,7 @@ from orchestrator.policies.most_popular import MostPopular
 from orchestrator.policies.no_cache import NoCache
 from orchestrator.policies.popular_spread import PopularSpread
 from orchestrator.policies.random_cache import RandomCaching
+from orchestrator.policies.sqrt_band import SqrtBand
 
 #: Caching policies by their ``[policy] caching`` name.
 CACHING: dict[str, type] = {
@@ -18,7 +19,7 @@ CACHING: dict[str, type] = {
     "popular-spread": PopularSpread,
 }  # fmt: skip
 #: Allocation policies by their ``[policy] allocation`` name.
-ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency}
+ALLOCATION: dict[str, type] = {"fixed-steps": FixedSteps, "greedy-latency": GreedyLatency, "sqrt-band": SqrtBand}
 #: Learned policies (``orchestrator.policies.drl``), loaded from a training run's checkpoints.
 LEARNED_CACHING = ("ddqn",)
 LEARNED_ALLOCATION = ("d3pg", "ddpg", "sac", "td3")
@@ -57,6 +58,8 @@ def build_policies(
         alloc = learned[1]
     elif allocation == "fixed-steps":
         alloc = FixedSteps(fixed_steps)
+    elif allocation == "sqrt-band":
+        alloc = SqrtBand(fixed_steps)
     elif allocation == "greedy-latency":
         alloc = GreedyLatency(fixed_steps, step_candidates)
     elif allocation == "external":

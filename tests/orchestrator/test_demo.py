@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_measures_every_shipped_model(tmp_path: Path) -> None:
-    report = run_demo(tmp_path, steps=(1, 16), per_class=2)
+    report = run_demo(tmp_path, steps=(1, 16), per_class=3)  # 3 batches: the median compute time survives a hiccup
     assert json.loads((tmp_path / "demo.json").read_text()) == json.loads(json.dumps(report))
     assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = {(p["model"], p["steps"]): p for p in report["points"]}
@@ -20,7 +20,7 @@ def test_demo_measures_every_shipped_model(tmp_path: Path) -> None:
     assert {"digits-mlp-s", "digits-resmlp-l", "digits-ldm"} <= models
     for model in models:
         one, many = points[(model, 1)], points[(model, 16)]
-        assert one["images"] == many["images"] == 20
+        assert one["images"] == many["images"] == 30
         # More denoising steps: better images (lower Fréchet distance) and more time per request.
         assert many["frechet_distance"] < one["frechet_distance"]
         assert many["accuracy"] >= one["accuracy"]

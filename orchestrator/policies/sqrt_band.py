@@ -4,10 +4,11 @@ The utility bound's slot problem (``orchestrator.t2drl_bound``) is solved by sha
 ``c = sqrt(w t)``: ``w`` the user's latency weight, ``t`` the image's time on the whole band at its SNR. Online,
 the slot's later requests are not known; this policy puts the request's ``c`` against the cost it expects from
 them: ``rest = k x rate x (1 - slot_elapsed)`` requests (``rate`` an EWMA of requests per slot, counting the
-slots without any) of the mean ``c`` seen so far (an EWMA), and takes ``c / (c + rest x c_mean)`` of the free
-band. A request that misses its deadline even on all the free band (``features.hopeless``) takes the least
-share. Everything it reads is in the ``ClusterView`` and ``RequestInfo``: it runs live as in the simulator.
-Without a radio, or without the request's SNR, it is ``fixed-steps``.
+slots without any; ``PRIOR_RATE`` before a slot has ended) of the mean ``c`` seen so far (an EWMA), and takes
+``c / (c + rest x c_mean)`` of the free band. A request that misses its deadline even on all the free band
+(``features.hopeless``) takes the least share. Everything it reads is in the ``ClusterView`` and
+``RequestInfo``: it runs live as in the simulator. Without a radio, or without the request's SNR, it is
+``fixed-steps``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from orchestrator.policies.fixed_steps import FixedSteps
 
 COMING_SCALE = 1.5
 """``k``: the coming requests expected, in units of the rate times the rest of the slot. Picked from 0.5 / 1 / 1.5 /
-2 on the 5 validation workloads of ``t2drl_select`` (300 slots, popular-spread caching): 0.590 / 0.672 / 0.683 /
-0.674"""
+2 on the 5 validation workloads of ``t2drl_select`` (300 slots, popular-spread caching): 0.590 / 0.676 / 0.688 /
+0.679"""
 EWMA_ALPHA = 0.05
-"""weight of the newest slot in the rate, and of the newest request in the mean cost"""
+"""weight of the newest slot in the rate, and of the newest request in the mean cost (while fewer than 1 / alpha
+slots or requests were seen: their plain mean)"""
+PRIOR_RATE = 1.0
+"""requests per slot expected before the first slot has ended"""
 DEFAULT_W_LATENCY = 0.5
 """per s: the latency weight of a request that does not carry its user's"""
 
@@ -48,14 +52,16 @@ class SqrtBand:
         self.mean_cost: float | None = None  # of sqrt(w t), s^0.5 per s^0.5
         self._slot: int | None = None
         self._count = 0  # requests seen in ``_slot``
+        self._slots = self._costs = 0  # slots ended and costs seen since the run began
 
     def _count_arrival(self, slot: int) -> None:
         if self._slot is not None and slot < self._slot:  # a new run (the simulator's next episode)
-            self._slot, self._count = None, 0
+            self._slot, self._count, self.rate, self.mean_cost, self._slots, self._costs = None, 0, None, None, 0, 0
         if self._slot is not None and slot > self._slot:
             counts = [self._count] + [0] * min(slot - self._slot - 1, 1_000)  # slots without a request count too
             for n in counts:
-                self.rate = n if self.rate is None else (1 - self.alpha) * self.rate + self.alpha * n
+                self._slots += 1
+                self.rate = _ewma(self.rate, n, max(self.alpha, 1.0 / self._slots))
         if slot != self._slot:
             self._slot, self._count = slot, 0
         self._count += 1
@@ -69,12 +75,18 @@ class SqrtBand:
         t = view.downlink.tx_time_s(1.0, request.snr_db)
         cost = math.sqrt(w * t) if math.isfinite(t) else math.inf
         if math.isfinite(cost):
-            self.mean_cost = cost if self.mean_cost is None else (1 - self.alpha) * self.mean_cost + self.alpha * cost
+            self._costs += 1
+            self.mean_cost = _ewma(self.mean_cost, cost, max(self.alpha, 1.0 / self._costs))
         if not math.isfinite(cost) or features.hopeless(view, request, choice.agent, choice.steps or self.fixed.steps):
             return Allocation(choice.agent, choice.steps, f"{choice.reason}; band: hopeless, the least share", 0.0)
-        rest = self.coming_scale * (self.rate or 0.0) * (1.0 - view.slot_elapsed)
+        rate = self.rate if self.rate is not None else PRIOR_RATE
+        rest = self.coming_scale * rate * (1.0 - view.slot_elapsed)
         expected = rest * (self.mean_cost if self.mean_cost is not None else cost)
         share = cost / (cost + expected) if cost + expected > 0 else 1.0
         return Allocation(
             choice.agent, choice.steps, f"{choice.reason}; band {share:.2f} of the free (sqrt rule)", share
         )
+
+
+def _ewma(mean: float | None, value: float, weight: float) -> float:
+    return value if mean is None else (1.0 - weight) * mean + weight * value

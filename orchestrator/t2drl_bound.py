@@ -127,28 +127,45 @@ def _greedy(
     return total, parts
 
 
+def missed_utilities(reqs: Sequence[WorkloadRequest]) -> list[float]:
+    """Each request's utility when it fails at its deadline (as the simulator scores a miss)."""
+    return [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
+
+
+def air_times_s(reqs: Sequence[WorkloadRequest], downlink: Downlink) -> list[float]:
+    """Each request's image time on the whole band at its SNR, s (inf without an SNR)."""
+    return [downlink.tx_time_s(1.0, r.snr_db if r.snr_db is not None else -math.inf) for r in reqs]
+
+
 def _slot_total(reqs: Sequence[WorkloadRequest], served: Sequence[float], downlink: Downlink | None) -> float:
     """The bound of one slot's requests whose served utilities (without the downlink) are ``served``."""
-    missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in reqs]
+    missed = missed_utilities(reqs)
     if downlink is None:
         return sum(max(s, m) for s, m in zip(served, missed, strict=True))
-    air_s = [downlink.tx_time_s(1.0, r.snr_db if r.snr_db is not None else -math.inf) for r in reqs]
-    return slot_bound(served, [r.w_latency for r in reqs], air_s, missed)
+    return slot_bound(served, [r.w_latency for r in reqs], air_times_s(reqs, downlink), missed)
+
+
+def best_steps_table(
+    samplers: Mapping[str, ModelSampler], hops: float, max_steps: int, delay_s: float = 0.0
+) -> Callable[[WorkloadRequest], tuple[int, float]]:
+    """:func:`best_steps` of a request, remembered per model and user weights (the same for every such request)."""
+    best: dict[tuple[str, float, float], tuple[int, float]] = {}
+
+    def lookup(r: WorkloadRequest) -> tuple[int, float]:
+        key = (r.model, r.w_latency, r.w_energy)
+        if key not in best:
+            best[key] = best_steps(r, samplers[r.model], hops, max_steps, delay_s)
+        return best[key]
+
+    return lookup
 
 
 def _value_table(
     samplers: Mapping[str, ModelSampler], hops: float, max_steps: int, delay_s: float = 0.0
 ) -> Callable[[WorkloadRequest], float]:
-    """``best_served_value`` of a request, remembered per model and user weights (the same for every request)."""
-    best: dict[tuple[str, float, float], float] = {}
-
-    def value(r: WorkloadRequest) -> float:
-        key = (r.model, r.w_latency, r.w_energy)
-        if key not in best:
-            best[key] = best_served_value(r, samplers[r.model], hops, max_steps, delay_s)
-        return best[key]
-
-    return value
+    """``best_served_value`` of a request, remembered per model and user weights."""
+    table = best_steps_table(samplers, hops, max_steps, delay_s)
+    return lambda r: table(r)[1]
 
 
 def _by_slot(requests: Sequence[WorkloadRequest]) -> dict[int, list[WorkloadRequest]]:

@@ -19,7 +19,6 @@ allocation on the run's held-out workloads.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
@@ -27,12 +26,12 @@ from typing import Annotated
 import typer
 
 from orchestrator.envs.t2drl import SimBackend
-from orchestrator.live_demo import failed, summarize
+from orchestrator.live_demo import summarize
 from orchestrator.policies.base import Allocation, ClusterView, NoAgent, RequestInfo
 from orchestrator.radio import Downlink
 from orchestrator.sim.cluster import run_episode
 from orchestrator.sim.sampler import ModelSampler
-from orchestrator.t2drl_bound import best_steps, served_set
+from orchestrator.t2drl_bound import air_times_s, best_steps_table, missed_utilities, served_set
 from orchestrator.workload import Workload, WorkloadRequest
 
 
@@ -67,16 +66,12 @@ class HindsightAllocation:
         for reqs in by_slot.values():
             for i, r in enumerate(reqs):
                 self.later[f"sim-{r.id}"] = reqs[i + 1 :]
-        self.samplers, self.downlink, self.hops = samplers, downlink, hops
-        self.cloud_delay_s, self.max_steps = cloud_delay_s, max_steps
-        self._values: dict[tuple[str, float, float, bool], tuple[int, float]] = {}
+        self.downlink = downlink
+        self._edge = best_steps_table(samplers, hops, max_steps)
+        self._cloud = best_steps_table(samplers, hops, max_steps, cloud_delay_s)
 
     def _best(self, r: WorkloadRequest, on_edge: bool) -> tuple[int, float]:
-        key = (r.model, r.w_latency, r.w_energy, on_edge)
-        if key not in self._values:
-            delay_s = 0.0 if on_edge else self.cloud_delay_s
-            self._values[key] = best_steps(r, self.samplers[r.model], self.hops, self.max_steps, delay_s)
-        return self._values[key]
+        return self._edge(r) if on_edge else self._cloud(r)
 
     def allocate(self, view: ClusterView, request: RequestInfo) -> Allocation:
         req = self.requests.get(request.request_id)
@@ -94,9 +89,8 @@ class HindsightAllocation:
         steps = self._best(req, bool(holders))[0]
         slot = [req, *self.later[request.request_id]]
         served = [self._best(r, r.model in held)[1] for r in slot]
-        missed = [failed(r, "DEADLINE_EXCEEDED", r.deadline_s).utility for r in slot]
-        air_s = [self.downlink.tx_time_s(1.0, r.snr_db if r.snr_db is not None else -math.inf) for r in slot]
-        costs = served_set(served, [r.w_latency for r in slot], air_s, missed)
+        weights = [r.w_latency for r in slot]
+        costs = served_set(served, weights, air_times_s(slot, self.downlink), missed_utilities(slot))
         if costs[0] <= 0:  # left to fail (or no latency weight): the least share, the band stays for the others
             return Allocation(agent, steps, "hindsight: the least share", 0.0)
         share = costs[0] / sum(costs)

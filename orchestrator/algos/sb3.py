@@ -63,8 +63,9 @@ def _sb3():
     return stable_baselines3
 
 
-def make(cfg: Config, env):
-    """A fresh SB3 model (``SAC`` or ``TD3``) on ``env`` built from ``cfg``."""
+def make(cfg: Config, env, **overrides: Any):
+    """A fresh SB3 model (``SAC`` or ``TD3``) on ``env`` built from ``cfg``; ``overrides`` go to the constructor
+    last."""
     sb3 = _sb3()
     if cfg.algo not in ALGOS:
         raise ValueError(f"algo: {cfg.algo!r} is not one of {ALGOS}")
@@ -86,6 +87,7 @@ def make(cfg: Config, env):
         dim = env.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), cfg.action_noise * np.ones(dim))
     kwargs.update(cfg.kwargs)
+    kwargs.update(overrides)
     cls = sb3.SAC if cfg.algo == "sac" else sb3.TD3
     return cls("MlpPolicy", env, **kwargs)
 
@@ -178,21 +180,13 @@ class Actor:
     """
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: Config | None = None) -> None:
-        sb3 = _sb3()
+        _sb3()
         from stable_baselines3.common.logger import configure
 
         self.cfg = cfg = cfg or Config()
-        if cfg.algo not in ALGOS:
-            raise ValueError(f"algo: {cfg.algo!r} is not one of {ALGOS}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        kwargs: dict[str, Any] = dict(
-            learning_rate=cfg.learning_rate, buffer_size=1, learning_starts=0, batch_size=cfg.batch_size,
-            tau=cfg.tau, gamma=cfg.gamma, seed=cfg.seed, device="cpu", verbose=0,
-            policy_kwargs={"net_arch": {"pi": list(cfg.hidden), "qf": list(cfg.critic_hidden or cfg.hidden)}},
-        )  # fmt: skip
-        kwargs.update(cfg.kwargs)
-        cls = sb3.SAC if cfg.algo == "sac" else sb3.TD3
-        self.model = cls("MlpPolicy", _spaces_env(obs_dim, act_dim), **kwargs)
+        # SB3's own buffer is never filled (``_OneBatch`` stands in), so it gets one slot
+        self.model = make(cfg, _spaces_env(obs_dim, act_dim), buffer_size=1, learning_starts=0)
         self.model.set_logger(configure(None, []))  # SB3's train() records its losses here; nothing is written
         self.model.replay_buffer = self._batches = _OneBatch()
         self.rng = np.random.default_rng((cfg.seed, 7))

@@ -48,6 +48,10 @@ class SqrtBand:
             raise ValueError(f"coming_scale / alpha: {coming_scale} / {alpha}: need >= 0 / in (0, 1]")
         self.fixed = FixedSteps(steps)
         self.coming_scale, self.alpha = coming_scale, alpha
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what the run so far showed."""
         self.rate: float | None = None  # requests per slot
         self.mean_cost: float | None = None  # of sqrt(w t), s^0.5 per s^0.5
         self._slot: int | None = None
@@ -56,7 +60,7 @@ class SqrtBand:
 
     def _count_arrival(self, slot: int) -> None:
         if self._slot is not None and slot < self._slot:  # a new run (the simulator's next episode)
-            self._slot, self._count, self.rate, self.mean_cost, self._slots, self._costs = None, 0, None, None, 0, 0
+            self._reset()
         if self._slot is not None and slot > self._slot:
             counts = [self._count] + [0] * min(slot - self._slot - 1, 1_000)  # slots without a request count too
             for n in counts:

@@ -30,7 +30,7 @@ from orchestrator.algos import d3pg, ddpg, ddqn
 from orchestrator.envs.features import cache_configs
 from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching, load_trained
-from orchestrator.t2drl import T2DRLConfig
+from orchestrator.t2drl import T2DRLConfig, feature_layout
 
 GOAL_P99_MS = 2.0
 
@@ -73,8 +73,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backend = SimBackend.from_scenario("t2drl", "x86-cpu")
     cfg = T2DRLConfig()
-    layout = backend.layout(cfg.min_steps, cfg.max_steps)
-    alloc_obs = observations(AllocationEnv(backend), 500)
+    layout = feature_layout(backend, cfg)
+    alloc_obs = observations(AllocationEnv(backend, band=layout.band_prior), 500)
     cache_obs = observations(CachingEnv(backend), 200)
     mask = np.ones(len(cache_configs(layout)), bool)
 

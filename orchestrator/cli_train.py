@@ -5,9 +5,9 @@
 
 - ``--env waterfill --algo d3pg|ddpg|sac|td3 --channels N``: the sanity problem with a known optimum
   (:mod:`orchestrator.train_waterfill`);
-- ``--env t2drl --scenario S --algo t2drl|ddqn+ddpg|random+d3pg|ddqn+sac|ddqn+td3 --backend sim|live``: two-timescale
-  caching and allocation on the simulator fitted from the measured profiles, or on a live local
-  cluster in real time (:mod:`orchestrator.t2drl`, :mod:`orchestrator.envs.live`); the env is implied
+- ``--env t2drl --scenario S --algo t2drl|ddqn+ddpg|random+d3pg|ddqn+sac|ddqn+td3|ddqn+sqrt-band --backend
+  sim|live``: two-timescale caching and allocation on the simulator fitted from the measured profiles, or on a
+  live local cluster in real time (:mod:`orchestrator.t2drl`, :mod:`orchestrator.envs.live`); the env is implied
   by a T2DRL ``--algo``.
 """
 
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-T2DRL_ALGOS = ("t2drl", "ddqn+ddpg", "random+d3pg", "ddqn+sac", "ddqn+td3")
+T2DRL_ALGOS = ("t2drl", "ddqn+ddpg", "random+d3pg", "ddqn+sac", "ddqn+td3", "ddqn+sqrt-band")
 """``orchestrator.t2drl.ALGOS`` (kept here so the CLI starts without torch; a test checks they agree)"""
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -38,7 +38,10 @@ AGENT_DEVICES = ("auto", "cpu")
 def train(
     env: Annotated[str | None, typer.Option(help="environment: waterfill | t2drl (default: the algo's)")] = None,
     algo: Annotated[
-        str, typer.Option(help="waterfill: d3pg|ddpg|sac|td3; t2drl: t2drl|ddqn+ddpg|random+d3pg|ddqn+sac|ddqn+td3")
+        str,
+        typer.Option(
+            help="waterfill: d3pg|ddpg|sac|td3; t2drl: t2drl|ddqn+ddpg|random+d3pg|ddqn+sac|ddqn+td3|ddqn+sqrt-band"
+        ),
     ] = "d3pg",
     scenario: Annotated[str, typer.Option(help="t2drl: shipped scenario name or scenario TOML")] = "t2drl",
     device: Annotated[str, typer.Option(help="t2drl: device whose model profiles drive the simulator")] = "x86-cpu",

@@ -13,7 +13,9 @@ features and action maps are :mod:`orchestrator.envs.features` (the ``CachingEnv
 
 Variants (``--algo``): ``t2drl`` (DDQN + D3PG), ``ddqn+ddpg`` (DDQN + an MLP-actor DDPG),
 ``random+d3pg`` (random caching + D3PG), and ``ddqn+sac`` / ``ddqn+td3``: Stable-Baselines3's SAC or
-TD3 as the actor in the same loop, on the same transitions (:class:`orchestrator.algos.sb3.Actor`).
+TD3 as the actor in the same loop, on the same transitions (:class:`orchestrator.algos.sb3.Actor`), and
+``ddqn+sqrt-band``: the DDQN alone learns, from the frames of all the requests, while the square-root band rule
+(:mod:`orchestrator.policies.sqrt_band`) allocates inside them (``RULES``; it runs live as that rule).
 After training, the learned policies and the heuristic baselines (``random+fixed-steps``,
 ``most-popular+fixed-steps``, ``popular-spread+fixed-steps``, ``lru+fixed-steps``, and
 ``popular-spread+sqrt-band``: the band by the square-root rule, :mod:`orchestrator.policies.sqrt_band`) replay the same
@@ -39,6 +41,7 @@ from orchestrator.algos import d3pg, ddpg, ddqn
 from orchestrator.algos.replay import ReplayBuffer, seed_everything
 from orchestrator.caching_reward import ReferenceService
 from orchestrator.envs.features import (
+    Layout,
     allocation_observation,
     cache_configs,
     caching_mask,
@@ -51,15 +54,19 @@ from orchestrator.policies import build_policies
 from orchestrator.policies.base import NoAgent
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.random_cache import RandomCaching
+from orchestrator.policies.sqrt_band import band_prior
 from orchestrator.sim.cluster import run_episode
 from orchestrator.t2drl_bound import cached_utility_bound, utility_bound
 from orchestrator.workload import Workload
 
 ALGOS: dict[str, tuple[str, str]] = {
     "t2drl": ("ddqn", "d3pg"), "ddqn+ddpg": ("ddqn", "ddpg"), "random+d3pg": ("random", "d3pg"),
-    "ddqn+sac": ("ddqn", "sac"), "ddqn+td3": ("ddqn", "td3"),
+    "ddqn+sac": ("ddqn", "sac"), "ddqn+td3": ("ddqn", "td3"), "ddqn+sqrt-band": ("ddqn", "sqrt-band"),
 }  # fmt: skip
-"""``--algo`` -> (caching learner, allocation learner); sac / td3 are Stable-Baselines3's (the ``rl`` extra)"""
+"""``--algo`` -> (caching learner, allocation learner or rule); sac / td3 are Stable-Baselines3's (the ``rl`` extra)"""
+RULES = ("sqrt-band",)
+"""allocations of ``ALGOS`` that are rules (``orchestrator.policies``), not learners: only the DDQN learns, from
+every request, with the rule allocating inside its frames"""
 SB3_KEYS = {"exploration_noise": "action_noise", "actor_lr": "learning_rate", "critic_lr": None}
 """the actor settings (``T2DRLConfig.allocation``) under their SB3 names; None: SB3 has no such setting (one
 learning rate for actor and critic: the actor's), dropped. TD3 takes the exploration noise; SAC explores by
@@ -118,10 +125,23 @@ class T2DRLConfig:
         }
     )  # fmt: skip
     """overrides of the DDQN ``Config``; gamma 0.3: a plan mostly pays off within its own frame"""
+    band_prior: bool = False
+    """(radio scenarios) the actor corrects the square-root rule's band fraction instead of setting it outright
+    (``features.Layout.band_prior``). Tried on seed 0 (README): the learned corrections lowered the utility"""
+    slot_reward: bool = False
+    """True: every request of a slot is rewarded with the mean utility of the slot's requests (the band and the
+    edges a request takes are missing for the others of its slot; its own utility pays it to take them); False: its
+    own utility. Tried on seed 0 with the band prior (README): no better"""
     caching_baseline: bool = False
     """True: the DDQN's frame reward is the mean of utility minus each request's baseline under a reference
     service that no plan changes (:mod:`orchestrator.caching_reward`); False: the frame's mean utility. Off:
     5 seeds each way trained no better caching (README, "caching reward")"""
+
+
+def feature_layout(backend: EnvBackend, cfg: T2DRLConfig) -> Layout:
+    """The features the learners of ``cfg`` see on ``backend`` (with the band prior where the scenario has a radio)."""
+    layout = backend.layout(cfg.min_steps, cfg.max_steps)
+    return dataclasses.replace(layout, band_prior=True) if cfg.band_prior and layout.radio else layout
 
 
 def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):
@@ -165,7 +185,7 @@ def train(
     ``backend`` by :func:`reference_service`).
 
     Returns:
-        (caching learner or None for random caching, actor, history): the history has one record per
+        (caching learner or None for random caching, actor or None for a rule, history): the history has one record per
         ``log_every_frames`` frames: ``frame``, ``requests``, ``wall_s``, ``utility`` (mean over the
         requests since the previous record), ``hit_ratio``, ``epsilon``.
     """
@@ -173,12 +193,16 @@ def train(
         raise ValueError(f"algo: {algo!r} is not one of {', '.join(ALGOS)}")
     cache_kind, actor_kind = ALGOS[algo]
     seed_everything(cfg.seed)
-    layout = backend.layout(cfg.min_steps, cfg.max_steps)
+    layout = feature_layout(backend, cfg)
     configs = cache_configs(layout)
     mem = backend.mem_bytes()
-    actor = _actor(actor_kind, layout.allocation_obs_dim, layout.allocation_act_dim, cfg.seed, cfg.allocation)
-    a_buf = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, actor.cfg.buffer_size, seed=cfg.seed)
-    chained = actor.cfg.gamma > 0  # transitions lead to the next request (else one-step, terminal)
+    rule, actor = None, None
+    if actor_kind in RULES:
+        rule = build_policies("none", actor_kind, fixed_steps=backend.policy.fixed_steps)[1]
+    else:
+        actor = _actor(actor_kind, layout.allocation_obs_dim, layout.allocation_act_dim, cfg.seed, cfg.allocation)
+        a_buf = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, actor.cfg.buffer_size, cfg.seed)
+        chained = actor.cfg.gamma > 0  # transitions lead to the next request (else one-step, terminal)
     learner = None
     if cache_kind == "ddqn":
         learner = ddqn.DDQN(layout.caching_obs_dim, len(configs), _learner_config("ddqn", cfg.seed, cfg.caching))
@@ -198,8 +222,9 @@ def train(
         workload_seed = int(rng.integers(TRAIN_SEED_BOUND))
         episode = backend.episode(workload_seed, cfg.episode_slots)
         random_caching = RandomCaching(workload_seed)
+        band = band_prior(layout)  # the square-root rule the actor corrects (or None), fresh per episode
         pending = None  # (obs, action, reward) of the frame that is running
-        last = None  # (obs, action, utility) of the previous request, waiting for its next observation
+        moves = _ActorTransitions(a_buf, chained, cfg.slot_reward) if actor is not None else None
         while not episode.done and requests < total:
             # --- long timescale: a frame boundary ----------------------------------------------
             while episode.frame_due():
@@ -227,26 +252,29 @@ def train(
                 break
             # --- short timescale: one request ------------------------------------------------
             req, view, info = episode.request_view()
-            obs = allocation_observation(view, info, layout)
-            if last is not None:
-                a_buf.add(last[0], last[1], last[2], obs, False)
-                last = None
-            actor_learns = requests < cfg.requests  # after: the caching learner's own requests
-            if requests < actor.cfg.learning_starts:
-                action = rng.uniform(-1.0, 1.0, layout.allocation_act_dim).astype(np.float32)
+            if actor is None:  # a rule allocates: only the caching learner learns
+                try:
+                    result = episode.allocate(rule.allocate(view, info))  # type: ignore[union-attr]
+                except NoAgent:
+                    result = episode.fail()
+                actor_learns = False
             else:
-                action = actor.act(obs, deterministic=not actor_learns)
-            try:
-                agent, steps, share = decode_allocation(action, view, info, layout)
-                result = episode.serve(agent, steps, share)
-            except NoAgent:
-                result = episode.fail()
-            if actor_learns and chained:
-                last = (obs, action, result.utility)
-            elif actor_learns:
-                a_buf.add(obs, action, result.utility, obs, True)
+                prior = band.prior_share(view, info) if band is not None else None
+                obs = allocation_observation(view, info, layout, prior)
+                moves.observe(req.slot, obs)  # type: ignore[union-attr]
+                actor_learns = requests < cfg.requests  # after: the caching learner's own requests
+                if requests < actor.cfg.learning_starts:
+                    action = rng.uniform(-1.0, 1.0, layout.allocation_act_dim).astype(np.float32)
+                else:
+                    action = actor.act(obs, deterministic=not actor_learns)
+                try:
+                    result = episode.serve(*decode_allocation(action, view, info, layout, prior))
+                except NoAgent:
+                    result = episode.fail()
+                if actor_learns:
+                    moves.record(obs, action, result.utility)  # type: ignore[union-attr]
+                actor.env_steps = min(requests + 1, cfg.requests)
             requests += 1
-            actor.env_steps = min(requests, cfg.requests)
             window.append((result.utility, result.hit))
             if pending is not None:
                 pending[2] += result.utility - (reference.baseline_of(req) if reference is not None else 0.0)
@@ -257,14 +285,61 @@ def train(
             out_of_time = time_budget_s is not None and time.perf_counter() - start >= time_budget_s
             if out_of_time:
                 break
-        if last is not None and episode.done:  # the episode's last request: terminal
-            a_buf.add(last[0], last[1], last[2], last[0], True)
+        if moves is not None:
+            moves.end(episode.done)
         if learner is not None and pending is not None:  # the episode's last frame: terminal
             view = episode.frame_view()
             obs, mask = caching_observation(view, layout, mem), caching_mask(view, layout, configs, mem)
             c_buf.add(pending[0], pending[1], pending[2] / max(pending[3], 1), obs, True, mask)
     history.append(_record(frames, requests, start, window, learner))
     return learner, actor, history
+
+
+class _ActorTransitions:
+    """The actor's transitions, stored once complete: with ``chained``, once the next request's observation is
+    known (the episode's last request: terminal; else one-step, terminal); with ``slot_reward``, once the slot has
+    ended, each rewarded with the mean utility of the slot's requests (else with its own utility)."""
+
+    def __init__(self, buffer: ReplayBuffer, chained: bool, slot_reward: bool) -> None:
+        self.buffer, self.chained, self.slot_reward = buffer, chained, slot_reward
+        self.rows: list[list] = []  # [obs, action, utility, next obs or None] of the slot so far
+        self.slot: int | None = None
+
+    def observe(self, slot: int, obs: np.ndarray) -> None:
+        """The next request's observation (in arrival order, learning or not)."""
+        if self.chained and self.rows and self.rows[-1][3] is None:
+            self.rows[-1][3] = obs
+        if not self.slot_reward or slot != self.slot:
+            self._store(done=False)
+        self.slot = slot
+
+    def record(self, obs: np.ndarray, action: np.ndarray, utility: float) -> None:
+        """A request the actor learns from: its observation, action and utility."""
+        self.rows.append([obs, action, utility, None])
+        if not self.chained and not self.slot_reward:
+            self._store(done=False)
+
+    def end(self, done: bool) -> None:
+        """The episode stops: a finished one stores what it holds (its last request terminal); a cut one drops
+        what is not complete."""
+        if done:
+            self._store(done=True)
+        self.rows, self.slot = [], None
+
+    def _store(self, done: bool) -> None:
+        mean = float(np.mean([row[2] for row in self.rows])) if self.rows else 0.0
+        keep = []
+        for obs, action, utility, next_obs in self.rows:
+            reward = mean if self.slot_reward else utility
+            if not self.chained:
+                self.buffer.add(obs, action, reward, obs, True)
+            elif next_obs is not None:
+                self.buffer.add(obs, action, reward, next_obs, False)
+            elif done:  # the episode's last request
+                self.buffer.add(obs, action, reward, obs, True)
+            else:  # waits for the next request's observation
+                keep.append([obs, action, utility, next_obs])
+        self.rows = keep
 
 
 LIVE_REFERENCE_DEVICE = "x86-cpu"
@@ -358,11 +433,13 @@ def baseline_policies(backend: EnvBackend, names: tuple[str, ...] = BASELINES) -
 
 def learned_policies(algo: str, learner, actor, backend: EnvBackend, cfg: T2DRLConfig) -> tuple[object, object]:
     """The trained pair as policies: greedy caching (or random) and the deterministic actor."""
-    layout = backend.layout(cfg.min_steps, cfg.max_steps)
+    layout = feature_layout(backend, cfg)
     caching = (
         RandomCaching(backend.policy.seed) if learner is None
         else LearnedCaching(lambda o, m: learner.act(o, m), layout, backend.mem_bytes(), name=ALGOS[algo][0])
     )  # fmt: skip
+    if actor is None:  # a rule allocates
+        return caching, build_policies("none", ALGOS[algo][1], fixed_steps=backend.policy.fixed_steps)[1]
     allocation = LearnedAllocation(lambda o: actor.act(o, deterministic=True), layout, name=ALGOS[algo][1])
     return caching, allocation
 
@@ -420,7 +497,8 @@ def train_t2drl(
     try:
         reference = reference_service(env, cfg) if ALGOS[algo][0] == "ddqn" and cfg.caching_baseline else None
         learner, actor, history = train(algo, env, cfg, time_budget_s=time_budget_s, log=log, reference=reference)
-        actor.save(out / "allocation.pt")
+        if actor is not None:
+            actor.save(out / "allocation.pt")
         if learner is not None:
             learner.save(out / "caching.pt")
         pairs = {algo: learned_policies(algo, learner, actor, env, cfg), **baseline_policies(env)}
@@ -445,14 +523,17 @@ def train_t2drl(
         "eval_episodes": cfg.eval_episodes,
         "eval_slots": cfg.eval_slots, "train_requests": history[-1]["requests"], "train_frames": history[-1]["frame"],
         "train_wall_s": history[-1]["wall_s"], "time_budget_s": time_budget_s, "threads": threads,
-        "config": dataclasses.asdict(cfg), "actor_config": dataclasses.asdict(actor.cfg),
-        "layout": dataclasses.asdict(env.layout(cfg.min_steps, cfg.max_steps)),
+        "config": dataclasses.asdict(cfg), "actor_config": dataclasses.asdict(actor.cfg) if actor is not None else None,
+        "layout": dataclasses.asdict(feature_layout(env, cfg)),
         "mem_bytes": env.mem_bytes(), "policies": summaries, "curve": history,
         "bound": bound,
         "caching_reward": (
             {"baseline": "reference", "reference": reference.to_json()} if reference is not None else {"baseline": None}
         ),
-        "checkpoints": {"allocation": "allocation.pt", **({"caching": "caching.pt"} if learner is not None else {})},
+        "checkpoints": {
+            **({"allocation": "allocation.pt"} if actor is not None else {}),
+            **({"caching": "caching.pt"} if learner is not None else {}),
+        },
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     _plot_curve(out, history, f"{algo} on {env.scenario.name} ({backend}, {result['device']}), seed {seed}")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchestrator.envs.t2drl import SimBackend
-from orchestrator.policies.drl import load_trained
+from orchestrator.policies import build_policies
 from orchestrator.t2drl import evaluate
 
 VALIDATION_SEED = 3_000_000
@@ -60,7 +60,11 @@ def score_runs(runs: Sequence[Path], episodes: int = 5, slots: int = 300) -> dic
     if first["caching"] != "ddqn":
         raise ValueError(f"runs: algo {first['algo']!r} learns no caching policy to select (caching 'ddqn' needed)")
     backend = SimBackend.from_scenario(first["scenario"], first["device"])
-    pairs = {name: load_trained(name, info["caching"], info["allocation"]) for name, info in infos.items()}
+    fixed = backend.policy.fixed_steps
+    pairs = {  # a learned allocation from the run, or the rule it trained with (``ddqn+sqrt-band``)
+        name: build_policies(info["caching"], info["allocation"], checkpoint=name, fixed_steps=fixed)
+        for name, info in infos.items()
+    }
     summaries = evaluate(backend, pairs, validation_seeds(episodes), slots)  # type: ignore[arg-type]
     return {name: float(summary["utility"]) for name, summary in summaries.items()}  # type: ignore[arg-type]
 

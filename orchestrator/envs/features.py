@@ -37,7 +37,12 @@ Allocation (per request, continuous, actions in [-1, 1]):
 - action: ``a[0]`` sets the steps on a log scale between ``min_steps`` and ``max_steps``; ``a[1:S+1]``
   score the S servers, and the request goes to the best-scoring server that can serve it; with a
   radio, the last entry sets the fraction of the slot's free band the request takes, ``(a + 1) / 2``
-  (the band ledger raises it to its least share). Every action maps onto a feasible decision (the
+  (the band ledger raises it to its least share). With ``Layout.band_prior`` the observation ends with the
+  fraction the square-root rule gives the request (:meth:`orchestrator.policies.sqrt_band.SqrtBand.prior_share`;
+  -1 when it has none), and the last action entry corrects that fraction on the log-odds scale:
+  ``sigmoid(logit(prior) + BAND_PRIOR_LOGIT a)``, so an actor that outputs 0 plays the rule and learns what to add
+  to it (off by default: on one seed the learned corrections took more band than the rule and lowered the
+  utility, README). Every action maps onto a feasible decision (the
   "action amender"). The amender also gives a *hopeless* request the least share: one whose image
   would miss its deadline even on all of the slot's free band after the measured latency of the model
   on the chosen server (:func:`hopeless`). The band it would have taken goes to the requests after it;
@@ -72,6 +77,10 @@ ENERGY_CAP_J = 10.0
 """measured energies per request above this are clipped in the observation, J"""
 POWER_CAP_W = 100.0
 """device power draws above this are clipped in the observation, W (a Jetson draws 5-60 W)"""
+BAND_PRIOR_LOGIT = 3.0
+"""with a band prior, how far the action moves the prior's log-odds: +-3 multiplies its odds by up to e^3 ~ 20"""
+PRIOR_CLIP = 1e-3
+"""a band prior is taken within [PRIOR_CLIP, 1 - PRIOR_CLIP] before its log-odds"""
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Layout:
         max_steps: most denoising steps an allocation picks.
         period: frames of the phase feature (the popularity drift period; 1: no phase).
         radio: requests also get a share of a radio downlink's band (observation and action grow).
+        band_prior: (radio only) the band fraction corrects the square-root rule's (the observation grows by it).
     """
 
     models: tuple[str, ...]
@@ -97,6 +107,7 @@ class Layout:
     max_steps: int = 32
     period: int = 1
     radio: bool = False
+    band_prior: bool = False
 
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
@@ -109,6 +120,8 @@ class Layout:
             raise ValueError(f"min_steps, max_steps: {self.min_steps}, {self.max_steps} need 1 <= min <= max")
         if self.period < 1:
             raise ValueError(f"period: {self.period} must be >= 1")
+        if self.band_prior and not self.radio:
+            raise ValueError("band_prior: needs a radio downlink (radio = true)")
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -120,7 +133,7 @@ class Layout:
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 3 + 5 * len(self.servers) + (4 if self.radio else 0)
+        return len(self.models) + 3 + 5 * len(self.servers) + (4 if self.radio else 0) + (1 if self.band_prior else 0)
 
     @property
     def allocation_act_dim(self) -> int:
@@ -208,8 +221,11 @@ def can_serve(view: ClusterView, layout: Layout, server: str, model: str) -> boo
     return model in agent.loaded
 
 
-def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layout) -> np.ndarray:
-    """The allocation observation (float32, in [-1, 1]) of ``request`` in ``view``."""
+def allocation_observation(
+    view: ClusterView, request: RequestInfo, layout: Layout, prior: float | None = None
+) -> np.ndarray:
+    """The allocation observation (float32, in [-1, 1]) of ``request`` in ``view``; ``prior``: the square-root
+    rule's band fraction for it (read with ``layout.band_prior`` only)."""
     onehot = [1.0 if m == request.model else 0.0 for m in layout.models]
     floor = request.quality_floor if request.quality_floor is not None else 0.0
     weights = [_scaled(request.w_latency, W_LATENCY_SCALE), _scaled(request.w_energy, W_ENERGY_SCALE)]
@@ -232,6 +248,8 @@ def allocation_observation(view: ClusterView, request: RequestInfo, layout: Layo
         rate_per_slot = sum(view.requests_total.values()) / max(view.slot + elapsed, 1.0)
         remaining = min(rate_per_slot * (1.0 - elapsed) / REMAINING_SCALE, 1.0)
         radio = [min(se / SE_SCALE, 1.0), free, elapsed, remaining]
+        if layout.band_prior:
+            radio.append(-1.0 if prior is None else min(max(prior, 0.0), 1.0))
     return np.asarray([*onehot, floor, *weights, *per_server, *radio], np.float32)
 
 
@@ -260,10 +278,11 @@ def steps_of(a0: float, layout: Layout) -> int:
 
 
 def decode_allocation(
-    action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout
+    action: np.ndarray, view: ClusterView, request: RequestInfo, layout: Layout, prior: float | None = None
 ) -> tuple[str, int, float | None]:
     """The server, steps and band fraction (None without a radio) an allocation action means; a
-    :func:`hopeless` request gets band fraction 0 (the band ledger raises it to the least share).
+    :func:`hopeless` request gets band fraction 0 (the band ledger raises it to the least share). With
+    ``layout.band_prior`` the action corrects ``prior`` (:func:`corrected_share`; no prior: ``(a + 1) / 2``).
 
     Raises:
         NoAgent: no server can serve the request.
@@ -276,7 +295,20 @@ def decode_allocation(
         raise NoAgent(f"model: '{request.model}' is loaded on no up edge agent and no cloud agent is up with it")
     best = max(feasible, key=lambda i: (a[1 + i], -i))
     server, steps = layout.servers[best], steps_of(a[0], layout)
-    share = (float(np.clip(a[-1], -1.0, 1.0)) + 1.0) / 2.0 if layout.radio else None
+    share = None
+    if layout.radio:
+        a_share = float(np.clip(a[-1], -1.0, 1.0))
+        share = corrected_share(prior, a_share) if layout.band_prior and prior is not None else (a_share + 1.0) / 2.0
     if share is not None and hopeless(view, request, server, steps):
         share = 0.0
     return server, steps, share
+
+
+def corrected_share(prior: float, a: float) -> float:
+    """``prior`` (a band fraction) moved by ``a`` in [-1, 1] on the log-odds scale: ``sigmoid(logit(prior) +
+    BAND_PRIOR_LOGIT a)``; a prior of 0 (its image cannot be sent) stays 0."""
+    if prior <= 0.0:
+        return 0.0
+    p = min(max(prior, PRIOR_CLIP), 1.0 - PRIOR_CLIP)
+    z = math.log(p / (1.0 - p)) + BAND_PRIOR_LOGIT * float(np.clip(a, -1.0, 1.0))
+    return 1.0 / (1.0 + math.exp(-z))

@@ -47,6 +47,7 @@ from orchestrator.envs.features import (
 from orchestrator.policies.base import AllocationPolicy, CachingPolicy, NoAgent
 from orchestrator.policies.fixed_steps import FixedSteps
 from orchestrator.policies.random_cache import RandomCaching
+from orchestrator.policies.sqrt_band import band_prior
 from orchestrator.radio import downlink_of
 from orchestrator.sim.cluster import CLOUD, SimEpisode, SimSettings
 from orchestrator.sim.sampler import ModelSampler
@@ -219,21 +220,27 @@ class AllocationEnv(gym.Env):
         caching: the outer per-frame policy (default: ``RandomCaching`` seeded by each reset).
         min_steps: fewest denoising steps an action maps to.
         max_steps: most denoising steps an action maps to.
+        band: the band fraction corrects the square-root rule's (``features.Layout.band_prior``; radio only).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(
-        self, backend: EnvBackend, caching: CachingPolicy | None = None, min_steps: int = 1, max_steps: int = 32
-    ) -> None:
+        self, backend: EnvBackend, caching: CachingPolicy | None = None, min_steps: int = 1, max_steps: int = 32,
+        band: bool = False,
+    ) -> None:  # fmt: skip
         self.backend = backend
         self.layout = backend.layout(min_steps, max_steps)
+        if band:
+            self.layout = replace(self.layout, band_prior=True)
         self.caching = caching
         self._caching: CachingPolicy = caching or RandomCaching(0)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.allocation_obs_dim,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.layout.allocation_act_dim,), np.float32)
         self._episode: SimEpisode | None = None
         self._request: tuple = ()  # the next request, its view and info (from ``request_view``)
+        self._band = band_prior(self.layout)
+        self._prior: float | None = None  # the square-root rule's band fraction for the next request
         self._obs = np.zeros(self.layout.allocation_obs_dim, np.float32)
 
     def _advance(self) -> np.ndarray:
@@ -245,7 +252,8 @@ class AllocationEnv(gym.Env):
         if episode.done:
             return np.zeros(self.layout.allocation_obs_dim, np.float32)
         _, view, info = self._request = episode.request_view()
-        return allocation_observation(view, info, self.layout)
+        self._prior = self._band.prior_share(view, info) if self._band is not None else None
+        return allocation_observation(view, info, self.layout, self._prior)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -253,6 +261,7 @@ class AllocationEnv(gym.Env):
         if self.caching is None:
             self._caching = RandomCaching(workload_seed)
         self._episode = self.backend.episode(workload_seed)
+        self._band = band_prior(self.layout)  # a fresh estimate of the slot's coming requests per episode
         self._obs = self._advance()
         return self._obs.copy(), {}
 
@@ -262,7 +271,7 @@ class AllocationEnv(gym.Env):
             raise RuntimeError("step: call reset first (the episode is over)")
         _, view, info = self._request  # the view the observation was built from
         try:
-            agent, steps, share = decode_allocation(action, view, info, self.layout)
+            agent, steps, share = decode_allocation(action, view, info, self.layout, self._prior)
             result = episode.serve(agent, steps, share)
         except NoAgent:
             agent, steps, result = "", 0, episode.fail()

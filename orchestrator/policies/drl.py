@@ -42,6 +42,7 @@ from orchestrator.envs.features import (
     decode_allocation,
 )
 from orchestrator.policies.base import Allocation, ClusterView, RequestInfo
+from orchestrator.policies.sqrt_band import band_prior
 
 TUNING_CAPACITY = 20_000
 """replay capacity of live fine-tuning, transitions"""
@@ -246,7 +247,8 @@ class LearnedAllocation:
 
     Args:
         act: the actor's action for one observation (deterministic unless tuning explores).
-        layout: models, agents and step range the features and actions are laid out by.
+        layout: models, agents and step range the features and actions are laid out by (with ``band_prior``, the
+            policy keeps the square-root rule whose band fraction the actor corrects).
         name: the policy's name in reports.
         tuning: online learning from each request's utility (``learn``), or None.
     """
@@ -258,17 +260,19 @@ class LearnedAllocation:
         self.layout = layout
         self.name = name
         self.tuning = tuning
+        self.band = band_prior(layout)
 
     def learn(self, request_id: str, utility: float) -> bool:
         """The served request's utility: a transition for the actor; False if the request is not ours."""
         return self.tuning is not None and self.tuning.add(request_id, utility)
 
     def allocate(self, view: ClusterView, request: RequestInfo) -> Allocation:
-        obs = allocation_observation(view, request, self.layout)
+        prior = self.band.prior_share(view, request) if self.band is not None else None
+        obs = allocation_observation(view, request, self.layout, prior)
         action = self.act(obs)
         if self.tuning is not None:
             self.tuning.remember(request.request_id, obs, np.asarray(action, np.float32))
-        agent, steps, share = decode_allocation(action, view, request, self.layout)
+        agent, steps, share = decode_allocation(action, view, request, self.layout, prior)
         if request.steps is not None:
             steps = request.steps
         band = "" if share is None else f", {share:.2f} of the free band"

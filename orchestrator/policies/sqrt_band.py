@@ -70,23 +70,33 @@ class SqrtBand:
             self._slot, self._count = slot, 0
         self._count += 1
 
-    def allocate(self, view: ClusterView, request: RequestInfo) -> Allocation:
-        choice = self.fixed.allocate(view, request)
+    def prior_share(self, view: ClusterView, request: RequestInfo) -> float | None:
+        """The request's fraction of the slot's free band by the square-root rule (counts the request in the rate
+        and its cost in the mean); None without a downlink or the request's SNR, 0.0 when its image cannot be
+        sent at all. Call it once per request, in arrival order (``allocate`` does; so does a learned actor that
+        corrects this share, ``features.Layout.band_prior``)."""
         self._count_arrival(view.slot)
         if view.downlink is None or request.snr_db is None:
-            return choice
+            return None
         w = request.w_latency if request.w_latency is not None else DEFAULT_W_LATENCY
         t = view.downlink.tx_time_s(1.0, request.snr_db)
         cost = math.sqrt(w * t) if math.isfinite(t) else math.inf
-        if math.isfinite(cost):
-            self._costs += 1
-            self.mean_cost = _ewma(self.mean_cost, cost, max(self.alpha, 1.0 / self._costs))
-        if not math.isfinite(cost) or features.hopeless(view, request, choice.agent, choice.steps or self.fixed.steps):
-            return Allocation(choice.agent, choice.steps, f"{choice.reason}; band: hopeless, the least share", 0.0)
+        if not math.isfinite(cost):
+            return 0.0
+        self._costs += 1
+        self.mean_cost = _ewma(self.mean_cost, cost, max(self.alpha, 1.0 / self._costs))
         rate = self.rate if self.rate is not None else PRIOR_RATE
         rest = self.coming_scale * rate * (1.0 - view.slot_elapsed)
-        expected = rest * (self.mean_cost if self.mean_cost is not None else cost)
-        share = cost / (cost + expected) if cost + expected > 0 else 1.0
+        expected = rest * self.mean_cost
+        return cost / (cost + expected) if cost + expected > 0 else 1.0
+
+    def allocate(self, view: ClusterView, request: RequestInfo) -> Allocation:
+        choice = self.fixed.allocate(view, request)
+        share = self.prior_share(view, request)
+        if share is None:
+            return choice
+        if features.hopeless(view, request, choice.agent, choice.steps or self.fixed.steps):
+            return Allocation(choice.agent, choice.steps, f"{choice.reason}; band: hopeless, the least share", 0.0)
         return Allocation(
             choice.agent, choice.steps, f"{choice.reason}; band {share:.2f} of the free (sqrt rule)", share
         )
@@ -94,3 +104,9 @@ class SqrtBand:
 
 def _ewma(mean: float | None, value: float, weight: float) -> float:
     return value if mean is None else (1.0 - weight) * mean + weight * value
+
+
+def band_prior(layout: features.Layout) -> SqrtBand | None:
+    """The square-root rule whose share a learned actor corrects (``layout.band_prior``), or None. Keep one per
+    run of requests: it learns the rate and mean cost from the requests it is shown."""
+    return SqrtBand() if layout.band_prior else None

@@ -14,6 +14,8 @@ from orchestrator.algos.ddqn import Config as DDQNConfig
 from orchestrator.algos.ddqn import train as train_ddqn
 from orchestrator.cli_train import app
 from orchestrator.envs.t2drl import CachingEnv, SimBackend
+from orchestrator.live_demo import SHIPPED_POLICY
+from orchestrator.policies.drl import load_trained
 from orchestrator.t2drl import BASELINES, T2DRLConfig, eval_seeds, evaluate, learned_policies, train, train_t2drl
 
 TINY = {
@@ -32,7 +34,7 @@ def backend() -> SimBackend:
 
 
 def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> None:
-    result = train_t2drl("t2drl", tmp_path, seed=2, time_budget_s=120, overrides=TINY)
+    result = train_t2drl("t2drl", tmp_path, seed=2, time_budget_s=120, overrides={**TINY, "band_prior": True})
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["policies"] == json.loads(json.dumps(result["policies"]))
     assert set(saved["policies"]) == {"t2drl", *BASELINES}
@@ -51,11 +53,18 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
     assert actor.env_steps == 400 and actor.updates == (400 - 100) // 2
     assert learner.env_steps == saved["train_frames"]
     # the restored pair replays the held-out workload exactly as the trained one scored it
-    cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}})
+    cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}, "band_prior": True})
     backend = SimBackend.from_scenario("t2drl", "x86-cpu")
     pair = learned_policies("t2drl", learner, actor, backend, cfg)
     again = evaluate(backend, {"t2drl": pair}, saved["eval_seeds"], 40)
     assert again["t2drl"]["utility"] == pytest.approx(saved["policies"]["t2drl"]["utility"])
+    # asked for, with a radio: the actor corrects the square-root rule's band fraction (one more input), and the
+    # loaded policy keeps the rule; a run from before the prior (no band_prior in its layout) loads without
+    assert saved["config"]["band_prior"] and saved["layout"]["band_prior"] and not T2DRLConfig().band_prior
+    assert actor.obs_dim == backend.layout().allocation_obs_dim + 1
+    assert load_trained(tmp_path, None, "d3pg")[1].band is not None
+    shipped = json.loads((SHIPPED_POLICY / "result.json").read_text())
+    assert "band_prior" not in shipped["layout"] and load_trained(SHIPPED_POLICY, None, "d3pg")[1].band is None
 
 
 def test_random_caching_variant_has_no_caching_learner(backend) -> None:
@@ -236,3 +245,77 @@ def test_select_policy_ships_the_run_that_scores_best_on_the_validation_workload
         score_runs([best, other], episodes=1, slots=30)
     refused = CliRunner().invoke(edgetb, ["select-policy", str(tmp_path / "nope"), "--out", str(out)])
     assert refused.exit_code == 1 and "nope" in refused.output
+
+
+def test_slot_rewards_give_every_request_of_a_slot_the_slots_mean_utility() -> None:
+    from orchestrator.algos.replay import ReplayBuffer
+    from orchestrator.t2drl import _ActorTransitions
+
+    def run(chained: bool, slot_reward: bool, slots=(0, 0, 1, 1, 1, 3), done=True) -> ReplayBuffer:
+        buffer = ReplayBuffer(1, 1, 100)
+        moves = _ActorTransitions(buffer, chained, slot_reward)
+        for i, slot in enumerate(slots):  # request i: observation i, action -i, utility i
+            moves.observe(slot, np.array([i], np.float32))
+            moves.record(np.array([i], np.float32), np.array([-i], np.float32), float(i))
+        moves.end(done)
+        return buffer
+
+    def rows(buffer: ReplayBuffer) -> list[tuple]:
+        n = len(buffer)
+        return list(zip(buffer.obs[:n, 0], buffer.rewards[:n], buffer.next_obs[:n, 0], buffer.dones[:n], strict=True))
+
+    # own utility, chained: each request leads to the next one's observation, the last is terminal
+    assert rows(run(True, False)) == [
+        (0, 0, 1, 0),
+        (1, 1, 2, 0),
+        (2, 2, 3, 0),
+        (3, 3, 4, 0),
+        (4, 4, 5, 0),
+        (5, 5, 5, 1),
+    ]
+    # slot rewards: slot 0 (requests 0, 1) gets 0.5, slot 1 (2, 3, 4) gets 3, slot 3 (5) gets 5
+    assert rows(run(True, True)) == [
+        (0, 0.5, 1, 0),
+        (1, 0.5, 2, 0),
+        (2, 3, 3, 0),
+        (3, 3, 4, 0),
+        (4, 3, 5, 0),
+        (5, 5, 5, 1),
+    ]
+    assert rows(run(False, True)) == [
+        (0, 0.5, 0, 1),
+        (1, 0.5, 1, 1),
+        (2, 3, 2, 1),
+        (3, 3, 3, 1),
+        (4, 3, 4, 1),
+        (5, 5, 5, 1),
+    ]
+    # an episode cut short keeps only what is complete: the slot under way is dropped
+    assert [r[0] for r in rows(run(True, True, done=False))] == [0, 1, 2, 3, 4]
+    assert [r[0] for r in rows(run(True, False, done=False))] == [0, 1, 2, 3, 4]
+
+
+def test_ddqn_with_the_band_rule_trains_the_caching_alone_and_replays_as_policies(tmp_path, backend) -> None:
+    from orchestrator.config import PolicyConfig
+    from orchestrator.policies import build_policies
+    from orchestrator.policies.sqrt_band import SqrtBand
+    from orchestrator.t2drl_select import score_runs, validation_seeds
+
+    tiny = {**TINY, "requests": 300, "caching_requests": 300}
+    result = train_t2drl("ddqn+sqrt-band", tmp_path, seed=1, time_budget_s=120, overrides=tiny)
+    assert result["caching"] == "ddqn" and result["allocation"] == "sqrt-band" and result["actor_config"] is None
+    assert result["checkpoints"] == {"caching": "caching.pt"} and not (tmp_path / "allocation.pt").exists()
+    learner = ddqn.DDQN.load(tmp_path / "caching.pt")
+    # the DDQN learns from the frames of all 600 requests, the rule allocating inside them
+    assert result["train_requests"] == 600 and learner.env_steps == result["train_frames"] >= 20
+    assert learner.updates == result["train_frames"] - TINY["caching"]["learning_starts"]
+    # loaded as the daemon loads it (the rule from the [policy] table), it replays the trained pair's score
+    config = PolicyConfig(caching="ddqn", allocation="sqrt-band", checkpoint=str(tmp_path))
+    pair = build_policies(config.caching, config.allocation, checkpoint=config.checkpoint)
+    assert isinstance(pair[1], SqrtBand)
+    again = evaluate(backend, {"p": pair}, result["eval_seeds"], tiny["eval_slots"])
+    assert again["p"]["utility"] == pytest.approx(result["policies"]["ddqn+sqrt-band"]["utility"])
+    # select-policy scores such a run with its rule too
+    fresh = build_policies("ddqn", "sqrt-band", checkpoint=str(tmp_path))
+    expected = evaluate(backend, {"p": fresh}, validation_seeds(1), 40)["p"]["utility"]
+    assert score_runs([tmp_path], episodes=1, slots=40)[str(tmp_path)] == pytest.approx(expected)

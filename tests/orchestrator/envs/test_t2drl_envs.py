@@ -10,8 +10,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from orchestrator.envs.features import (
+    BAND_PRIOR_LOGIT,
     ENERGY_CAP_J,
     POWER_CAP_W,
+    PRIOR_CLIP,
     REMAINING_SCALE,
     SE_SCALE,
     W_ENERGY_SCALE,
@@ -20,6 +22,7 @@ from orchestrator.envs.features import (
     allocation_observation,
     cache_configs,
     caching_observation,
+    corrected_share,
     decode_allocation,
     hopeless,
     steps_of,
@@ -28,6 +31,7 @@ from orchestrator.envs.t2drl import AllocationEnv, CachingEnv, SimBackend
 from orchestrator.policies.base import AgentState, ClusterView, Measured, NoAgent, RequestInfo
 from orchestrator.policies.drl import LearnedAllocation, LearnedCaching
 from orchestrator.policies.fixed_steps import FixedSteps
+from orchestrator.policies.sqrt_band import COMING_SCALE, SqrtBand
 from orchestrator.radio import Downlink
 from orchestrator.sim.cluster import simulate
 from orchestrator.workload import Workload
@@ -416,3 +420,62 @@ def test_taking_the_whole_band_starves_the_rest_of_the_slot(radio_backend) -> No
         assert e["outcome"] == "DEADLINE_EXCEEDED"
         assert everything[i]["reward"] < row["reward"]
     assert sum(greedy[i]["info"]["outcome"] == "ok" for i in followers) > 5
+
+
+def test_with_a_band_prior_the_action_corrects_the_square_root_rule() -> None:
+    with pytest.raises(ValueError, match="band_prior"):
+        Layout(("a",), ("edge-1",), band_prior=True)  # no radio, no band to share
+    layout = Layout(("a",), ("edge-1",), radio=True, band_prior=True)
+    assert layout.allocation_obs_dim == Layout(("a",), ("edge-1",), radio=True).allocation_obs_dim + 1
+    agents = (AgentState("edge-1", True, False, frozenset({"a"}), frozenset({"a"})),)
+    link = Downlink(1e6, 100_000, 0.05)
+    view = ClusterView(0.0, 0, 0, agents, band_free=0.5, downlink=link)
+    request = RequestInfo("r", "a", 1, snr_db=10.0, deadline_s=5.0)
+    assert allocation_observation(view, request, layout, 0.3)[-1] == pytest.approx(0.3)
+    assert allocation_observation(view, request, layout, None)[-1] == -1.0  # no prior: said so
+    action = np.array([0.0, 1.0, -1.0, 0.0])
+
+    def band(a: float) -> np.ndarray:
+        return np.array([0.0, 1.0, -1.0, a])
+
+    # 0 plays the prior; +-1 moves its log-odds by BAND_PRIOR_LOGIT
+    assert decode_allocation(action, view, request, layout, 0.3)[2] == pytest.approx(0.3)
+    odds = 0.3 / 0.7 * math.exp(BAND_PRIOR_LOGIT)
+    assert decode_allocation(band(1.0), view, request, layout, 0.3)[2] == pytest.approx(odds / (1 + odds))
+    shares = [decode_allocation(band(a), view, request, layout, 0.3)[2] for a in (-1, -0.5, 0.5, 1)]
+    assert shares == sorted(shares) and shares[0] < 0.3 < shares[-1] and shares[0] > 0 and shares[-1] < 1
+    assert corrected_share(0.0, 1.0) == 0.0 and corrected_share(1.0, 0.0) == pytest.approx(1 - PRIOR_CLIP)
+    # no prior (no SNR): the action's own fraction; a hopeless request still gets the least share
+    assert decode_allocation(band(0.5), view, request, layout, None)[2] == 0.75
+    assert decode_allocation(action, view, dataclasses.replace(request, deadline_s=0.01), layout, 0.3)[2] == 0.0
+
+
+def test_an_actor_that_adds_nothing_to_the_band_prior_plays_the_rule(radio_backend) -> None:
+    rule = SqrtBand()
+    layout = dataclasses.replace(radio_backend.layout(), band_prior=True)
+    zero = LearnedAllocation(lambda obs: np.zeros(layout.allocation_act_dim, np.float32), layout)
+    episode = radio_backend.episode(5)
+    compared = 0
+    while not episode.done:
+        while episode.frame_due():
+            episode.end_frame({"edge-1": frozenset({"digits-resmlp-l"}), "edge-2": frozenset({"digits-mlp-s"})})
+        _, view, info = episode.request_view()
+        expected, got = rule.allocate(view, info), zero.allocate(view, info)
+        if expected.bandwidth_share and got.bandwidth_share:  # neither hopeless on its own server
+            assert got.bandwidth_share == pytest.approx(expected.bandwidth_share, rel=1e-9)
+            compared += 1
+        episode.allocate(got)
+    assert compared > 30
+    # the env's observation ends with the same prior, and its episodes start the rule afresh
+    env = AllocationEnv(radio_backend, band=True)
+    assert env.observation_space.shape == (layout.allocation_obs_dim,)
+    check_env(env, skip_render_check=True)
+    sb3_env_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    sb3_env_checker.check_env(env, warn=True)
+    for _ in range(2):
+        obs, _ = env.reset(seed=3)
+        for _ in range(40):  # slots pass: the rule learns a rate, which the next episode must not inherit
+            env.step(np.zeros(env.action_space.shape, np.float32))
+        obs, _ = env.reset(seed=3)
+        # the first request of an episode: the prior rate, its own cost as the mean (obs[-3]: the slot elapsed)
+        assert obs[-1] == pytest.approx(1 / (1 + COMING_SCALE * (1 - obs[-3])), rel=1e-6)

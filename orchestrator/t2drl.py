@@ -131,7 +131,8 @@ class T2DRLConfig:
     slot_reward: bool = False
     """True: every request of a slot is rewarded with the mean utility of the slot's requests (the band and the
     edges a request takes are missing for the others of its slot; its own utility pays it to take them); False: its
-    own utility. Tried on seed 0 with the band prior (README): no better"""
+    own utility. Training only (live fine-tuning rewards each request with its own). Tried on seed 0 with the band
+    prior (README): no better"""
     caching_baseline: bool = False
     """True: the DDQN's frame reward is the mean of utility minus each request's baseline under a reference
     service that no plan changes (:mod:`orchestrator.caching_reward`); False: the frame's mean utility. Off:

@@ -127,7 +127,8 @@ class T2DRLConfig:
     """overrides of the DDQN ``Config``; gamma 0.3: a plan mostly pays off within its own frame"""
     band_prior: bool = False
     """(radio scenarios) the actor corrects the square-root rule's band fraction instead of setting it outright
-    (``features.Layout.band_prior``). Tried on seed 0 (README): the learned corrections lowered the utility"""
+    (``features.Layout.band_prior``). 5 seeds each for t2drl and ddqn+ddpg (README): no gain; in every run the
+    actor's corrections scored less than the rule's own fraction (``scripts/band_ablation.py``)"""
     slot_reward: bool = False
     """True: every request of a slot is rewarded with the mean utility of the slot's requests (the band and the
     edges a request takes are missing for the others of its slot; its own utility pays it to take them); False: its

@@ -41,8 +41,8 @@ Allocation (per request, continuous, actions in [-1, 1]):
   fraction the square-root rule gives the request (:meth:`orchestrator.policies.sqrt_band.SqrtBand.prior_share`;
   -1 when it has none), and the last action entry corrects that fraction on the log-odds scale:
   ``sigmoid(logit(prior) + BAND_PRIOR_LOGIT a)``, so an actor that outputs 0 plays the rule and learns what to add
-  to it (off by default: on one seed the learned corrections took more band than the rule and lowered the
-  utility, README). Every action maps onto a feasible decision (the
+  to it (off by default: over 10 trained runs the learned corrections lowered the utility against the rule's
+  own fraction, README). Every action maps onto a feasible decision (the
   "action amender"). The amender also gives a *hopeless* request the least share: one whose image
   would miss its deadline even on all of the slot's free band after the measured latency of the model
   on the chosen server (:func:`hopeless`). The band it would have taken goes to the requests after it;

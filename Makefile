@@ -34,13 +34,18 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python scripts/train_models.py --out profiles
 
-# The shipped T2DRL policy (DDQN caching + D3PG allocation) trained in the simulator on the
-# x86-cpu profiles; `edgetb demo` runs it live (policy ddqn+d3pg).
-policies: $(STAMP)  # 5 training seeds, two at a time (~30 min on 2 cores); ship the best on validation workloads
+# The shipped T2DRL policy (DDQN caching + D3PG allocation) and the DDQN trained around the square-root band
+# rule, trained in the simulator on the x86-cpu profiles; `edgetb demo` runs them live (ddqn+d3pg, ddqn+sqrt-band).
+policies: $(STAMP)  # 5 training seeds each, two at a time (~35 min on 2 cores); ship the best on validation workloads
 	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I{} $(BIN)/edgetb train --algo t2drl --seed {} \
 		--out runs/policies/t2drl-s{} --time-budget-s 1800
 	$(BIN)/edgetb select-policy runs/policies/t2drl-s0 runs/policies/t2drl-s1 runs/policies/t2drl-s2 \
 		runs/policies/t2drl-s3 runs/policies/t2drl-s4 --out profiles/policies/t2drl
+	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I{} $(BIN)/edgetb train --algo ddqn+sqrt-band --seed {} \
+		--out runs/policies/ddqn+sqrt-band-s{} --time-budget-s 1800
+	$(BIN)/edgetb select-policy runs/policies/ddqn+sqrt-band-s0 runs/policies/ddqn+sqrt-band-s1 \
+		runs/policies/ddqn+sqrt-band-s2 runs/policies/ddqn+sqrt-band-s3 runs/policies/ddqn+sqrt-band-s4 \
+		--out profiles/policies/ddqn-sqrt-band
 
 bench: $(STAMP)
 	$(BIN)/python bench/exec_ort_vs_torch.py

@@ -29,7 +29,8 @@ def demo(
     steps: Annotated[str, typer.Option(help="--agent-only: comma-separated step counts")] = "1,2,4,8,16,32,64",
     per_class: Annotated[int, typer.Option(help="--agent-only: images per class and point")] = 10,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="edgetb train --env t2drl run folder of ddqn / d3pg / ddpg / sac / td3")
+        Path | None,
+        typer.Option(help="edgetb train --env t2drl run folder of ddqn / d3pg / ddpg / sac / td3 (default: shipped)"),
     ] = None,
     fine_tune: Annotated[
         bool, typer.Option("--fine-tune", help="learned policies keep learning live (tuned copy in the run folder)")

@@ -41,6 +41,7 @@ from profiles.scenario import Scenario, load_scenario
 #: The policy combinations the demo runs, ``caching+allocation``, in order.
 POLICIES: tuple[str, ...] = (
     "ddqn+d3pg",
+    "ddqn+sqrt-band",
     "popular-spread+sqrt-band",
     "popular-spread+fixed-steps",
     "random+fixed-steps",
@@ -51,6 +52,9 @@ POLICIES: tuple[str, ...] = (
 #: The shipped T2DRL run (DDQN caching + D3PG allocation trained in the simulator on the x86-cpu
 #: profiles: ``make policies``) that learned policies load when no ``checkpoint`` is given.
 SHIPPED_POLICY = SHIPPED_MODELS.parent / "policies" / "t2drl"
+#: Shipped runs by policy name where another run than ``SHIPPED_POLICY`` trained it: the DDQN trained around the
+#: square-root band rule (``edgetb train --algo ddqn+sqrt-band``, ``make policies``).
+SHIPPED_POLICIES = {"ddqn+sqrt-band": SHIPPED_MODELS.parent / "policies" / "ddqn-sqrt-band"}
 LEARNED = (*LEARNED_CACHING, *LEARNED_ALLOCATION)
 #: Requests in flight at once per policy run.
 MAX_IN_FLIGHT = 16
@@ -259,6 +263,13 @@ def _store_of(run_dir: Path) -> Path:
     return stores[-1]
 
 
+def shipped_checkpoint(name: str) -> Path | None:
+    """The shipped run a ``caching+allocation`` policy loads its learners from (None: it has none to load)."""
+    if not any(part in LEARNED for part in name.split("+")):
+        return None
+    return SHIPPED_POLICIES.get(name, SHIPPED_POLICY)
+
+
 def run_live_demo(
     out: Path,
     *,
@@ -289,7 +300,7 @@ def run_live_demo(
         models: model repository.
         max_in_flight: requests in flight at once.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``,
-            ``ddpg``, ``sac``, ``td3``); None: the shipped ``SHIPPED_POLICY``.
+            ``ddpg``, ``sac``, ``td3``) for every policy; None: each policy's shipped run (:func:`shipped_checkpoint`).
         fine_tune: learned policies keep learning from the live rewards; each run writes its tuned
             learners to ``runs/<policy>/<run id>-tuned/``.
         log: progress lines.
@@ -297,8 +308,6 @@ def run_live_demo(
     Returns:
         The report (also written to ``out/report.json``).
     """
-    if checkpoint is None and any(part in LEARNED for name in policies for part in name.split("+")):
-        checkpoint = SHIPPED_POLICY
     sc = with_slot_s(load_scenario(scenario), slot_s)
     workload = Workload.from_scenario(sc, seed)
     requests = workload.requests(slots)
@@ -317,13 +326,14 @@ def run_live_demo(
     for name in policies:
         caching, _, allocation = name.partition("+")
         run_dir = runs_dir / name
+        policy_checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(name)
         log(f"{name}: starting the cluster ...")
         cluster = LocalCluster(
             hints.edge_agents,
             policy={
                 "caching": caching, "allocation": allocation, "scenario": scenario_ref,
                 "slot_s": sc.timing.slot_s, "cloud_agent": CLOUD,
-                **({"checkpoint": str(Path(checkpoint).resolve())} if checkpoint is not None else {}),
+                **({"checkpoint": str(Path(policy_checkpoint).resolve())} if policy_checkpoint is not None else {}),
                 **({"fine_tune": True} if fine_tune and any(p in LEARNED for p in (caching, allocation)) else {}),
             },
             models=models, device=device, sim_profile=sim_profile, cloud_delay_ms=hints.cloud_delay_ms,

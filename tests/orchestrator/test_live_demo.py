@@ -106,15 +106,23 @@ def test_merge_stores_tags_rows(tmp_path: Path) -> None:
     db.close()
 
 
-def test_policies_are_known_combinations_and_the_shipped_checkpoint_loads() -> None:
-    from orchestrator.live_demo import SHIPPED_POLICY
+def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> None:
+    from orchestrator.live_demo import SHIPPED_POLICIES, SHIPPED_POLICY, shipped_checkpoint
     from orchestrator.policies import ALLOCATION, CACHING, LEARNED_ALLOCATION, LEARNED_CACHING, build_policies
+    from orchestrator.policies.sqrt_band import SqrtBand
 
     for name in POLICIES:
         caching, _, allocation = name.partition("+")
         assert caching in (*CACHING, *LEARNED_CACHING) and allocation in (*ALLOCATION, *LEARNED_ALLOCATION)
-        cache, alloc = build_policies(caching, allocation, checkpoint=str(SHIPPED_POLICY))
+        checkpoint = shipped_checkpoint(name)
+        cache, alloc = build_policies(caching, allocation, checkpoint=str(checkpoint or ""))
         assert cache is not None and alloc is not None
+    # the learned pairs load their own shipped runs: T2DRL's, and the DDQN trained around the band rule
+    assert shipped_checkpoint("ddqn+d3pg") == SHIPPED_POLICY and shipped_checkpoint("no-cache+fixed-steps") is None
+    band_run = shipped_checkpoint("ddqn+sqrt-band")
+    assert band_run == SHIPPED_POLICIES["ddqn+sqrt-band"] != SHIPPED_POLICY
+    assert json.loads((band_run / "result.json").read_text())["algo"] == "ddqn+sqrt-band"
+    assert isinstance(build_policies("ddqn", "sqrt-band", checkpoint=str(band_run))[1], SqrtBand)
 
 
 def test_cli_agent_only_is_listed() -> None:

@@ -203,7 +203,8 @@ def train(
         rule = build_policies("none", actor_kind, fixed_steps=backend.policy.fixed_steps)[1]
     else:
         actor = _actor(actor_kind, layout.allocation_obs_dim, layout.allocation_act_dim, cfg.seed, cfg.allocation)
-        a_buf = ReplayBuffer(layout.allocation_obs_dim, layout.allocation_act_dim, actor.cfg.buffer_size, cfg.seed)
+        obs_dim, act_dim = layout.allocation_obs_dim, layout.allocation_act_dim
+        a_buf = ReplayBuffer(obs_dim, act_dim, actor.cfg.buffer_size, seed=cfg.seed)
         chained = actor.cfg.gamma > 0  # transitions lead to the next request (else one-step, terminal)
     learner = None
     if cache_kind == "ddqn":

@@ -319,3 +319,22 @@ def test_ddqn_with_the_band_rule_trains_the_caching_alone_and_replays_as_policie
     fresh = build_policies("ddqn", "sqrt-band", checkpoint=str(tmp_path))
     expected = evaluate(backend, {"p": fresh}, validation_seeds(1), 40)["p"]["utility"]
     assert score_runs([tmp_path], episodes=1, slots=40)[str(tmp_path)] == pytest.approx(expected)
+
+
+def test_both_replay_buffers_draw_their_batches_by_the_run_seed(backend, monkeypatch) -> None:
+    import orchestrator.t2drl as trainer
+    from orchestrator.algos.replay import ReplayBuffer
+
+    made: list[tuple[ReplayBuffer, dict]] = []
+
+    class Recorded(ReplayBuffer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append((self, self.rng.bit_generator.state))
+
+    monkeypatch.setattr(trainer, "ReplayBuffer", Recorded)
+    train("ddqn+ddpg", backend, T2DRLConfig(**{**TINY, "seed": 7, "requests": 120, "caching_requests": 0}))
+    seeded = np.random.default_rng(7).bit_generator.state
+    actor_buffer, caching_buffer = (b for b, _ in made)
+    assert [state for _, state in made] == [seeded, seeded]
+    assert actor_buffer.next_masks is None and caching_buffer.next_masks is not None  # no masks for the actor

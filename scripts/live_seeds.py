@@ -5,7 +5,8 @@ live and simulated summaries to workload seed S; a policy run twice on one seed 
 would be a choice). Per policy: mean and Student-t 95 % interval over the seeds of the live figures, the
 simulator's utility on the same workloads and the sim - live gap (per seed, relative to live); then the per-seed
 live utility gain of ``--reference`` over every other policy (mean and 95 % interval of the per-seed ratios - 1),
-the same gains in the simulator beside them. Only policies that ran on every seed count.
+the same gains in the simulator beside them. Only policies that ran on every seed count; the others are listed
+(``left_out``).
 
     python scripts/live_seeds.py results/live/seeds-2026-12-07 --reference ddqn+d3pg --out summary.json
 """
@@ -67,8 +68,9 @@ def summarize(root: Path, reference: str) -> dict:
         for other in policies
         if other != reference
     }
+    left_out = sorted(set.union(*(set(p) for p in seeds.values())) - names)
     return {"root": str(root), "workload_seeds": sorted(seeds), "reference": reference, "policies": policies,
-            "gains": gains}  # fmt: skip
+            "gains": gains, "left_out": left_out}  # fmt: skip
 
 
 def _pm(pair: object, scale: float = 1.0, digits: int = 4) -> str:
@@ -84,6 +86,8 @@ def print_summary(summary: dict) -> None:
         print(f"{name:32s} {_pm(row['live_utility']):>18s} {_pm(row['live_hit_ratio'], digits=3):>16s} "
               f"{_pm(row['live_mean_latency_s'], 1e3, 0):>14s} {_pm(row['live_failed_share'], 100, 2):>12s} "
               f"{row['sim_utility'][0]:8.4f} {_pm(row['sim_minus_live_utility'], 100, 1):>14s}")  # fmt: skip
+    if summary["left_out"]:
+        print(f"left out (not run on every workload seed): {', '.join(summary['left_out'])}")
     print(f"gain of {summary['reference']}, per seed (live | sim):")
     for other, pair in summary["gains"].items():
         print(f"  over {other:30s} {_pm(pair['live'], 100, 2)} % | {_pm(pair['sim'], 100, 2)} %")

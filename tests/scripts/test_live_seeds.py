@@ -37,6 +37,7 @@ def test_gains_are_the_per_seed_ratios_of_the_runs_of_one_workload(tmp_path) -> 
 
     assert result["workload_seeds"] == [1, 2, 3]
     assert list(result["policies"]) == ["ours", "other"]  # by live utility, best first
+    assert result["left_out"] == ["extra"]
     ratios = [o / b - 1 for o, b in live.values()]  # 0.2, 0.1, 0.0
     live_gain, live_half = result["gains"]["other"]["live"]
     assert live_gain == pytest.approx(sum(ratios) / 3)

@@ -126,7 +126,11 @@ def fidelity(
     sim_only: Annotated[bool, typer.Option("--sim-only", help="the simulator only (no live run, no gaps)")] = False,
     simulated: Annotated[bool, typer.Option("--simulated", help="live agents on the simulated DEVICE")] = False,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="edgetb train --env t2drl run folder of ddqn / d3pg / ddpg / sac / td3")
+        Path | None,
+        typer.Option(
+            help="edgetb train --env t2drl run folder of ddqn / d3pg / ddpg / sac / td3 for every policy; "
+            "default: each learned policy's shipped run (profiles/policies/)"
+        ),
     ] = None,
 ) -> None:
     """Run policies live (local cluster) and in the simulator on one seeded workload; print the gaps."""

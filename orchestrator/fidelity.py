@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
-from orchestrator.live_demo import RequestResult, run_live_demo, summarize, with_slot_s
+from orchestrator.live_demo import RequestResult, run_live_demo, shipped_checkpoint, summarize, with_slot_s
 from orchestrator.radio import downlink_of
 from orchestrator.sim.cluster import SimSettings, simulate
 from orchestrator.sim.estimate import power_under_load_w
@@ -134,7 +134,8 @@ def run_fidelity(
         settings: the simulated cluster; default: the scenario's ``[cluster]`` hints.
         models_dir: where the model profiles are.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``,
-            ``sac``, ``td3``).
+            ``sac``, ``td3``) for every policy; None: each policy's shipped run, as ``edgetb demo``
+            (:func:`orchestrator.live_demo.shipped_checkpoint`), live and in the simulator alike.
         log: progress lines.
     """
     sc = with_slot_s(load_scenario(scenario), slot_s)
@@ -147,12 +148,13 @@ def run_fidelity(
     )  # fmt: skip
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
-    configs = {}
+    configs, checkpoints = {}, {}
     for name in policies:  # validated (a learned policy's checkpoint too) before any live run
         caching, _, allocation = name.partition("+")
+        checkpoints[name] = checkpoint if checkpoint is not None else shipped_checkpoint(name)
         configs[name] = PolicyConfig(
             caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s, cloud_agent=CLOUD,
-            checkpoint=str(checkpoint or ""),
+            checkpoint=str(checkpoints[name] or ""),
         )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     live_report: dict[str, object] = {}
@@ -182,7 +184,10 @@ def run_fidelity(
             if used is not None and settings.mem_total_bytes is not None:  # the memory the live agents reported
                 run_settings = replace(run_settings, mem_other_used=(used, used))
         sim_results: list[RequestResult] = simulate(requests, samplers, policy, run_settings)
-        entry: dict[str, object] = {"sim": summarize(sim_results), "sim_mem_other_used": run_settings.mem_other_used}
+        entry: dict[str, object] = {
+            "checkpoint": str(checkpoints[name]) if checkpoints[name] is not None else None,
+            "sim": summarize(sim_results), "sim_mem_other_used": run_settings.mem_other_used,
+        }  # fmt: skip
         if live:
             live_summary = live_report["policies"][name]  # type: ignore[index]
             entry["live"] = live_summary

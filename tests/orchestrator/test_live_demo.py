@@ -125,6 +125,24 @@ def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> N
     assert isinstance(build_policies("ddqn", "sqrt-band", checkpoint=str(band_run))[1], SqrtBand)
 
 
+def test_fidelity_without_a_checkpoint_simulates_each_learned_pair_with_its_shipped_run(tmp_path: Path) -> None:
+    from orchestrator.fidelity import run_fidelity
+    from orchestrator.live_demo import shipped_checkpoint
+
+    pairs = ("ddqn+d3pg", "ddqn+sqrt-band", "popular-spread+sqrt-band")
+    default = run_fidelity(tmp_path / "default", policies=pairs, slots=20, live=False)["policies"]
+    for name in pairs:  # the same figures as each run given by hand
+        given = shipped_checkpoint(name)
+        assert default[name]["checkpoint"] == (str(given) if given is not None else None)  # type: ignore[index]
+        if given is not None:
+            explicit = run_fidelity(tmp_path / name, policies=(name,), slots=20, live=False, checkpoint=given)
+            assert explicit["policies"][name]["sim"] == default[name]["sim"]  # type: ignore[index]
+    assert default["ddqn+d3pg"]["checkpoint"] != default["ddqn+sqrt-band"]["checkpoint"]  # type: ignore[index]
+    band_run = shipped_checkpoint("ddqn+sqrt-band")  # one run for all still has to fit every pair: it has no D3PG
+    with pytest.raises(ValueError, match="not 'd3pg'"):
+        run_fidelity(tmp_path / "one", policies=pairs, slots=20, live=False, checkpoint=band_run)
+
+
 def test_cli_agent_only_is_listed() -> None:
     from typer.testing import CliRunner
 

@@ -127,8 +127,13 @@ class T2DRLConfig:
     """overrides of the DDQN ``Config``; gamma 0.3: a plan mostly pays off within its own frame"""
     band_prior: bool = False
     """(radio scenarios) the actor corrects the square-root rule's band fraction instead of setting it outright
-    (``features.Layout.band_prior``). 5 seeds each for t2drl and ddqn+ddpg (README): no gain; in every run the
-    actor's corrections scored less than the rule's own fraction (``scripts/band_ablation.py``)"""
+    (``features.Layout.band_prior``). Alone, 5 seeds each for t2drl and ddqn+ddpg (README): no gain; in every run
+    the actor's corrections scored less than the rule's own fraction (``scripts/band_ablation.py``). With
+    ``rule_prior`` and the actor's ``action_l2``: the shipped T2DRL (``Makefile``'s ``T2DRL_CONFIG``)"""
+    rule_prior: bool = False
+    """the actor's steps and server correct the fixed-steps rule's (``features.Layout.rule_steps``: the policy's
+    fixed steps on the edge holder with the shortest queue); with ``band_prior`` too an actor that outputs 0 plays
+    ``sqrt-band``, and the actor's ``action_l2`` keeps it near the rule where its critic does not pay for leaving it"""
     slot_reward: bool = False
     """True: every request of a slot is rewarded with the mean utility of the slot's requests (the band and the
     edges a request takes are missing for the others of its slot; its own utility pays it to take them); False: its
@@ -141,9 +146,14 @@ class T2DRLConfig:
 
 
 def feature_layout(backend: EnvBackend, cfg: T2DRLConfig) -> Layout:
-    """The features the learners of ``cfg`` see on ``backend`` (with the band prior where the scenario has a radio)."""
+    """The features the learners of ``cfg`` see on ``backend`` (with the band prior where the scenario has a radio,
+    and the rule prior)."""
     layout = backend.layout(cfg.min_steps, cfg.max_steps)
-    return dataclasses.replace(layout, band_prior=True) if cfg.band_prior and layout.radio else layout
+    if cfg.band_prior and layout.radio:
+        layout = dataclasses.replace(layout, band_prior=True)
+    if cfg.rule_prior:
+        layout = dataclasses.replace(layout, rule_steps=backend.policy.fixed_steps)
+    return layout
 
 
 def _learner_config(kind: str, seed: int, overrides: dict[str, Any]):

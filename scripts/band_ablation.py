@@ -3,7 +3,10 @@
 For each ``edgetb train --env t2drl --config '{"band_prior": true}'`` run folder, on the run's held-out workloads
 (as ``result.json`` recorded them): the learned pair as trained; the same with the actor's band entry forced to 0
 (the rule's band fraction, the actor's steps and server); and the run's DDQN with ``sqrt-band`` itself (the rule's
-band, fixed steps on the best holder). Also the actor's band entries over the replay (mean, sd, p10, p90).
+band, fixed steps on the best holder). Also the actor's band entries over the replay (mean, sd, p10, p90), and
+(D3PG / DDPG actors) what the run's own critic thinks of them: over the replay's requests, Q(s, a) - Q(s, a')
+for a' the action with its band entry at 0 and, with the rule prior (``features.Layout.rule_steps``: an action of
+0 plays ``sqrt-band``), for a' = 0: the mean and the share of requests where the critic prefers the learned action.
 
     python scripts/band_ablation.py results/t2drl-band-prior/t2drl-s{0..4} --out ablation.json
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrator.algos import d3pg, ddpg
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
 from orchestrator.policies.drl import LearnedAllocation, load_trained
@@ -31,11 +35,13 @@ def ablate(run: Path, checkpoint: Path) -> dict:
     backend = SimBackend.from_scenario(result["scenario"], result["device"])
     caching, learned = load_trained(checkpoint, "ddqn", result["allocation"])
     assert learned is not None
-    entries: list[float] = []
+    observed: list[np.ndarray] = []
+    acted: list[np.ndarray] = []
 
     def logged(obs: np.ndarray) -> np.ndarray:
         action = np.asarray(learned.act(obs), np.float32)
-        entries.append(float(action[-1]))
+        observed.append(np.asarray(obs, np.float32))
+        acted.append(action)
         return action
 
     def band_zero(obs: np.ndarray) -> np.ndarray:
@@ -52,13 +58,38 @@ def ablate(run: Path, checkpoint: Path) -> dict:
     recorded = result["policies"][result["algo"]]["utility"]
     if abs(summaries["learned"]["utility"] - recorded) > 1e-9:
         raise SystemExit(f"{run}: the learned pair replays {summaries['learned']['utility']}, recorded {recorded}")
-    band = np.asarray(entries)
+    band = np.asarray([a[-1] for a in acted])
     return {
         "algo": result["algo"], "seed": result["seed"], "eval_seeds": result["eval_seeds"],
         **{name: {"utility": s["utility"], "hit_ratio": s["hit_ratio"]} for name, s in summaries.items()},
         "band_entry": {"mean": band.mean(), "sd": band.std(), "p10": np.percentile(band, 10),
                        "p90": np.percentile(band, 90)},
+        "critic": critic_view(checkpoint, result["allocation"], np.stack(observed), np.stack(acted),
+                              zero=learned.layout.rule_steps is not None),
     }  # fmt: skip
+
+
+def critic_view(checkpoint: Path, allocation: str, obs: np.ndarray, actions: np.ndarray, zero: bool) -> dict | None:
+    """The run's critic on the replayed ``obs`` / ``actions``: Q(s, a) - Q(s, a') for a' with the band entry at 0 and
+    (``zero``) a' = 0; None for an actor whose critic this does not read (SB3's)."""
+    if allocation not in ("d3pg", "ddpg"):
+        return None
+    agent = (d3pg.D3PG if allocation == "d3pg" else ddpg.DDPG).load(checkpoint / "allocation.pt")
+
+    def q(a: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            value = agent.critic(torch.as_tensor(obs), torch.as_tensor(a))
+        return torch.min(*value) if isinstance(value, tuple) else value  # D3PG: its twins' minimum
+
+    learned = q(actions)
+    band_zero = actions.copy()
+    band_zero[:, -1] = 0.0
+    others = {"band_entry_0": band_zero, **({"zero": np.zeros_like(actions)} if zero else {})}
+    view: dict[str, object] = {"q_mean": float(learned.mean())}
+    for name, other in others.items():
+        gap = learned - q(other)
+        view[name] = {"q_gain_mean": float(gap.mean()), "prefers_learned": float((gap > 0).float().mean())}
+    return view
 
 
 def main() -> None:

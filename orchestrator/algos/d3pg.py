@@ -7,9 +7,9 @@ sizes, and the clean action each step implies is squashed by tanh, so the chain 
 (``DiffusionActor`` says why the squash sits inside the chain, not only at its end). A twin-Q critic
 (the minimum of the two target critics in the bootstrap target) scores it; the actor is trained only
 through ``-Q(s, actor(s))`` (the minimum of the twins) back-propagated through the whole chain (plus,
-if ``bc_coef > 0``, the usual denoising loss on replayed actions); target networks follow by Polyak
-averaging (tau). (T2DRL, Liu et al., arXiv 2411.01458; RESEARCH.md §1.) An env-specific "action
-amender" maps the tanh output onto the feasible set; it lives with the env.
+if ``bc_coef > 0``, the usual denoising loss on replayed actions; if ``action_l2 > 0``, the actions' square);
+target networks follow by Polyak averaging (tau). (T2DRL, Liu et al., arXiv 2411.01458; RESEARCH.md §1.) An
+env-specific "action amender" maps the tanh output onto the feasible set; it lives with the env.
 
 Read top to bottom: ``Config``, ``vp_beta_schedule``, the networks, ``D3PG`` (``act``, ``update``,
 checkpointing), ``train``.
@@ -72,6 +72,10 @@ class Config:
     """std of Gaussian noise added to the (tanh) action when acting non-deterministically"""
     bc_coef: float = 0.0
     """weight of the denoising (behaviour-cloning) loss on replayed actions in the actor loss; 0: off"""
+    action_l2: float = 0.0
+    """weight of the actions' mean square in the actor loss; 0: off. With a residual action (an action of 0 plays a
+    rule, ``features.Layout.band_prior`` / ``rule_steps``) it keeps the actor at the rule where the critic's
+    gradient does not pay for leaving it"""
     policy_delay: int = 1
     """critic updates per actor (and target) update"""
     grad_clip: float = 0.0
@@ -244,7 +248,10 @@ class D3PG:
         self.updates += 1
         if self.updates % cfg.policy_delay == 0:
             self.critic.requires_grad_(False)
-            actor_loss = -torch.min(*self.critic(batch.obs, self.actor(batch.obs))).mean()
+            actions = self.actor(batch.obs)
+            actor_loss = -torch.min(*self.critic(batch.obs, actions)).mean()
+            if cfg.action_l2 > 0:
+                actor_loss = actor_loss + cfg.action_l2 * actions.square().sum(-1).mean()
             if cfg.bc_coef > 0:
                 actor_loss = actor_loss + cfg.bc_coef * self.actor.denoising_loss(batch.obs, batch.actions)
             self.actor_opt.zero_grad(set_to_none=True)

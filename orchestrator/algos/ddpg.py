@@ -55,6 +55,9 @@ class Config:
     """std of the Gaussian noise added to the (tanh) action when acting non-deterministically"""
     grad_clip: float = 0.0
     """max gradient norm of actor and critic updates; 0: no clipping"""
+    action_l2: float = 0.0
+    """weight of the actions' mean square in the actor loss; 0: off (as ``d3pg.Config.action_l2``: with a residual
+    action it keeps the actor at the rule where the critic does not pay for leaving it)"""
 
 
 class Actor(nn.Module):
@@ -127,7 +130,10 @@ class DDPG:
         self.critic_opt.step()
 
         self.critic.requires_grad_(False)
-        actor_loss = -self.critic(batch.obs, self.actor(batch.obs)).mean()
+        actions = self.actor(batch.obs)
+        actor_loss = -self.critic(batch.obs, actions).mean()
+        if cfg.action_l2 > 0:
+            actor_loss = actor_loss + cfg.action_l2 * actions.square().sum(-1).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         if cfg.grad_clip > 0:

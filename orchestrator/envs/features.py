@@ -42,7 +42,13 @@ Allocation (per request, continuous, actions in [-1, 1]):
   -1 when it has none), and the last action entry corrects that fraction on the log-odds scale:
   ``sigmoid(logit(prior) + BAND_PRIOR_LOGIT a)``, so an actor that outputs 0 plays the rule and learns what to add
   to it (off by default: over 10 trained runs the learned corrections lowered the utility against the rule's
-  own fraction, README). Every action maps onto a feasible decision (the
+  own fraction, README). With ``Layout.rule_steps`` the steps and the server correct the fixed-steps rule's
+  too (``rule_steps`` steps on the edge holder with the shortest queue, else the cloud:
+  :class:`~orchestrator.policies.fixed_steps.FixedSteps`): ``a[0]`` moves the steps from ``rule_steps`` on the
+  log scale (by up to half the log range, either way), the rule's server scores ``RULE_SERVER_BONUS`` more,
+  and the observation ends with a one-hot of the rule's server; with both priors an actor that outputs 0 plays
+  ``sqrt-band`` (a residual actor: it learns only what to change in the rule). Every action maps onto a
+  feasible decision (the
   "action amender"). The amender also gives a *hopeless* request the least share: one whose image
   would miss its deadline even on all of the slot's free band after the measured latency of the model
   on the chosen server (:func:`hopeless`). The band it would have taken goes to the requests after it;
@@ -59,6 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.policies.base import AgentState, ClusterView, NoAgent, RequestInfo
+from orchestrator.policies.fixed_steps import FixedSteps
 from orchestrator.radio import spectral_efficiency
 
 INFLIGHT_SCALE = 10.0
@@ -81,6 +88,8 @@ BAND_PRIOR_LOGIT = 3.0
 """with a band prior, how far the action moves the prior's log-odds: +-3 multiplies its odds by up to e^3 ~ 20"""
 PRIOR_CLIP = 1e-3
 """a band prior is taken within [PRIOR_CLIP, 1 - PRIOR_CLIP] before its log-odds"""
+RULE_SERVER_BONUS = 1.0
+"""with a rule prior, what the rule's server adds to its score: another server needs a score 1 above it"""
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,8 @@ class Layout:
         period: frames of the phase feature (the popularity drift period; 1: no phase).
         radio: requests also get a share of a radio downlink's band (observation and action grow).
         band_prior: (radio only) the band fraction corrects the square-root rule's (the observation grows by it).
+        rule_steps: None, or the steps of the fixed-steps rule whose steps and server the action corrects (the
+            observation grows by a one-hot of the rule's server).
     """
 
     models: tuple[str, ...]
@@ -108,6 +119,7 @@ class Layout:
     period: int = 1
     radio: bool = False
     band_prior: bool = False
+    rule_steps: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
@@ -122,6 +134,8 @@ class Layout:
             raise ValueError(f"period: {self.period} must be >= 1")
         if self.band_prior and not self.radio:
             raise ValueError("band_prior: needs a radio downlink (radio = true)")
+        if self.rule_steps is not None and not self.min_steps <= self.rule_steps <= self.max_steps:
+            raise ValueError(f"rule_steps: {self.rule_steps} must be in min_steps..max_steps")
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -133,7 +147,9 @@ class Layout:
 
     @property
     def allocation_obs_dim(self) -> int:
-        return len(self.models) + 3 + 5 * len(self.servers) + (4 if self.radio else 0) + (1 if self.band_prior else 0)
+        radio = (4 if self.radio else 0) + (1 if self.band_prior else 0)
+        rule = len(self.servers) if self.rule_steps is not None else 0
+        return len(self.models) + 3 + 5 * len(self.servers) + radio + rule
 
     @property
     def allocation_act_dim(self) -> int:
@@ -250,7 +266,21 @@ def allocation_observation(
         radio = [min(se / SE_SCALE, 1.0), free, elapsed, remaining]
         if layout.band_prior:
             radio.append(-1.0 if prior is None else min(max(prior, 0.0), 1.0))
-    return np.asarray([*onehot, floor, *weights, *per_server, *radio], np.float32)
+    rule = []
+    if layout.rule_steps is not None:
+        server = rule_server(view, layout, request)
+        rule = [1.0 if name == server else 0.0 for name in layout.servers]
+    return np.asarray([*onehot, floor, *weights, *per_server, *radio, *rule], np.float32)
+
+
+def rule_server(view: ClusterView, layout: Layout, request: RequestInfo) -> str | None:
+    """The server the fixed-steps rule picks for ``request`` (``FixedSteps``: the edge holder of its model with the
+    shortest queue, else the cloud), None when none can serve it or it is not one of ``layout.servers``."""
+    try:
+        agent = FixedSteps().allocate(view, request).agent
+    except NoAgent:
+        return None
+    return agent if agent in layout.servers else None
 
 
 def hopeless(view: ClusterView, request: RequestInfo, server: str, steps: int) -> bool:
@@ -271,10 +301,15 @@ def hopeless(view: ClusterView, request: RequestInfo, server: str, steps: int) -
 
 
 def steps_of(a0: float, layout: Layout) -> int:
-    """``a0`` in [-1, 1] -> steps on a log scale from ``min_steps`` (-1) to ``max_steps`` (+1)."""
+    """``a0`` in [-1, 1] -> steps on a log scale from ``min_steps`` (-1) to ``max_steps`` (+1); with
+    ``layout.rule_steps``, from ``rule_steps`` (0) by up to half the log range either way (clipped to the range)."""
     lo, hi = math.log2(layout.min_steps), math.log2(layout.max_steps)
-    x = (float(np.clip(a0, -1.0, 1.0)) + 1.0) / 2.0
-    return int(min(max(round(2.0 ** (lo + x * (hi - lo))), layout.min_steps), layout.max_steps))
+    a = float(np.clip(a0, -1.0, 1.0))
+    if layout.rule_steps is not None:
+        log_steps = math.log2(layout.rule_steps) + a * (hi - lo) / 2.0
+    else:
+        log_steps = lo + (a + 1.0) / 2.0 * (hi - lo)
+    return int(min(max(round(2.0**log_steps), layout.min_steps), layout.max_steps))
 
 
 def decode_allocation(
@@ -282,7 +317,9 @@ def decode_allocation(
 ) -> tuple[str, int, float | None]:
     """The server, steps and band fraction (None without a radio) an allocation action means; a
     :func:`hopeless` request gets band fraction 0 (the band ledger raises it to the least share). With
-    ``layout.band_prior`` the action corrects ``prior`` (:func:`corrected_share`; no prior: ``(a + 1) / 2``).
+    ``layout.band_prior`` the action corrects ``prior`` (:func:`corrected_share`; no prior: ``(a + 1) / 2``); with
+    ``layout.rule_steps`` the steps and the server correct the fixed-steps rule's (:func:`steps_of`,
+    :data:`RULE_SERVER_BONUS`).
 
     Raises:
         NoAgent: no server can serve the request.
@@ -293,7 +330,12 @@ def decode_allocation(
     feasible = [i for i, name in enumerate(layout.servers) if can_serve(view, layout, name, request.model)]
     if not feasible:
         raise NoAgent(f"model: '{request.model}' is loaded on no up edge agent and no cloud agent is up with it")
-    best = max(feasible, key=lambda i: (a[1 + i], -i))
+    scores = a[1 : 1 + len(layout.servers)].copy()
+    if layout.rule_steps is not None:
+        rule = rule_server(view, layout, request)
+        if rule is not None:
+            scores[layout.servers.index(rule)] += RULE_SERVER_BONUS
+    best = max(feasible, key=lambda i: (scores[i], -i))
     server, steps = layout.servers[best], steps_of(a[0], layout)
     share = None
     if layout.radio:

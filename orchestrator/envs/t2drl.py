@@ -221,18 +221,22 @@ class AllocationEnv(gym.Env):
         min_steps: fewest denoising steps an action maps to.
         max_steps: most denoising steps an action maps to.
         band: the band fraction corrects the square-root rule's (``features.Layout.band_prior``; radio only).
+        rule: the steps and server correct the fixed-steps rule's (``features.Layout.rule_steps``: the scenario's
+            fixed steps); with ``band`` too an action of 0 plays ``sqrt-band``.
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(
         self, backend: EnvBackend, caching: CachingPolicy | None = None, min_steps: int = 1, max_steps: int = 32,
-        band: bool = False,
+        band: bool = False, rule: bool = False,
     ) -> None:  # fmt: skip
         self.backend = backend
         self.layout = backend.layout(min_steps, max_steps)
         if band:
             self.layout = replace(self.layout, band_prior=True)
+        if rule:
+            self.layout = replace(self.layout, rule_steps=backend.policy.fixed_steps)
         self.caching = caching
         self._caching: CachingPolicy = caching or RandomCaching(0)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.allocation_obs_dim,), np.float32)

@@ -14,7 +14,6 @@ from orchestrator.algos.ddqn import Config as DDQNConfig
 from orchestrator.algos.ddqn import train as train_ddqn
 from orchestrator.cli_train import app
 from orchestrator.envs.t2drl import CachingEnv, SimBackend
-from orchestrator.live_demo import SHIPPED_POLICY
 from orchestrator.policies.drl import load_trained
 from orchestrator.t2drl import BASELINES, T2DRLConfig, eval_seeds, evaluate, learned_policies, train, train_t2drl
 
@@ -34,7 +33,8 @@ def backend() -> SimBackend:
 
 
 def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> None:
-    result = train_t2drl("t2drl", tmp_path, seed=2, time_budget_s=120, overrides={**TINY, "band_prior": True})
+    priors = {"band_prior": True, "rule_prior": True}
+    result = train_t2drl("t2drl", tmp_path, seed=2, time_budget_s=120, overrides={**TINY, **priors})
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["policies"] == json.loads(json.dumps(result["policies"]))
     assert set(saved["policies"]) == {"t2drl", *BASELINES}
@@ -53,18 +53,18 @@ def test_train_t2drl_writes_results_curve_and_loadable_checkpoints(tmp_path) -> 
     assert actor.env_steps == 400 and actor.updates == (400 - 100) // 2
     assert learner.env_steps == saved["train_frames"]
     # the restored pair replays the held-out workload exactly as the trained one scored it
-    cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}, "band_prior": True})
+    cfg = T2DRLConfig(**{**TINY, "allocation": {}, "caching": {}, **priors})
     backend = SimBackend.from_scenario("t2drl", "x86-cpu")
     pair = learned_policies("t2drl", learner, actor, backend, cfg)
     again = evaluate(backend, {"t2drl": pair}, saved["eval_seeds"], 40)
     assert again["t2drl"]["utility"] == pytest.approx(saved["policies"]["t2drl"]["utility"])
-    # asked for, with a radio: the actor corrects the square-root rule's band fraction (one more input), and the
-    # loaded policy keeps the rule; a run from before the prior (no band_prior in its layout) loads without
+    # asked for, with a radio: the actor corrects the square-root rule's band fraction (one more input) and the
+    # fixed-steps rule's steps and server (a one-hot of its server), and the loaded policy keeps the rules
     assert saved["config"]["band_prior"] and saved["layout"]["band_prior"] and not T2DRLConfig().band_prior
-    assert actor.obs_dim == backend.layout().allocation_obs_dim + 1
-    assert load_trained(tmp_path, None, "d3pg")[1].band is not None
-    shipped = json.loads((SHIPPED_POLICY / "result.json").read_text())
-    assert "band_prior" not in shipped["layout"] and load_trained(SHIPPED_POLICY, None, "d3pg")[1].band is None
+    assert saved["layout"]["rule_steps"] == backend.policy.fixed_steps and not T2DRLConfig().rule_prior
+    assert actor.obs_dim == backend.layout().allocation_obs_dim + 1 + len(backend.layout().servers)
+    loaded = load_trained(tmp_path, None, "d3pg")[1]
+    assert loaded.band is not None and loaded.layout.rule_steps == backend.policy.fixed_steps
 
 
 def test_random_caching_variant_has_no_caching_learner(backend) -> None:
@@ -236,6 +236,13 @@ def test_select_policy_ships_the_run_that_scores_best_on_the_validation_workload
     for file in ("result.json", "caching.pt", "allocation.pt"):
         assert (out / file).read_bytes() == (best / file).read_bytes()
     assert load_trained(out, "ddqn", "d3pg")[1] is not None  # the copy loads as a checkpoint
+    # a run written before the priors (neither key in its layout) loads and plays without them
+    saved = json.loads((out / "result.json").read_text())
+    for key in ("band_prior", "rule_steps"):
+        del saved["layout"][key]
+    (out / "result.json").write_text(json.dumps(saved))
+    older = load_trained(out, "ddqn", "d3pg")[1]
+    assert older.band is None and older.layout.rule_steps is None
     # runs of another algo, or a folder that is no run, are refused by name
     other = tmp_path / "other"
     other.mkdir()

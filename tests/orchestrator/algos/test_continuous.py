@@ -29,6 +29,20 @@ def test_learns_a_one_step_problem_with_a_known_optimum(algo: str, target_env) -
     assert [r["step"] for r in history] == [200, 400, 600] and agent.updates == 500
 
 
+@pytest.mark.parametrize("algo", sorted(MODULES))
+def test_action_l2_shrinks_the_learned_action_towards_zero(algo: str, target_env) -> None:
+    # reward -||a - A s||^2, penalty ||a||^2 (weight 1): the actor's optimum is A s / 2, half the reward's
+    module, _, extra = MODULES[algo]
+    env = target_env()
+    obs = np.random.default_rng(1).uniform(-1, 1, (256, 2)).astype(np.float32)
+    cfg = module.Config(seed=0, total_steps=600, action_l2=1.0, **SMALL, **extra)
+    agent, _ = module.train(cfg, env, callback_every=600)
+    acted = agent.act(obs, deterministic=True)
+    half = env.optimum(obs) / 2
+    assert np.abs(acted - half).mean() < 0.05, f"{algo}: mean |a - A s / 2| {np.abs(acted - half).mean():.3f}"
+    assert np.abs(acted - env.optimum(obs)).mean() > 0.15  # not the reward's own optimum
+
+
 def test_vp_beta_schedule_matches_the_formula() -> None:
     for steps in (1, 5, 8):
         expected = [1 - np.exp(-0.1 / steps - (2 * i - 1) * (10.0 - 0.1) / (2 * steps**2)) for i in range(1, steps + 1)]

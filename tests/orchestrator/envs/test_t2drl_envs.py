@@ -15,6 +15,7 @@ from orchestrator.envs.features import (
     POWER_CAP_W,
     PRIOR_CLIP,
     REMAINING_SCALE,
+    RULE_SERVER_BONUS,
     SE_SCALE,
     W_ENERGY_SCALE,
     W_LATENCY_SCALE,
@@ -448,6 +449,65 @@ def test_with_a_band_prior_the_action_corrects_the_square_root_rule() -> None:
     # no prior (no SNR): the action's own fraction; a hopeless request still gets the least share
     assert decode_allocation(band(0.5), view, request, layout, None)[2] == 0.75
     assert decode_allocation(action, view, dataclasses.replace(request, deadline_s=0.01), layout, 0.3)[2] == 0.0
+
+
+def test_with_a_rule_prior_the_action_corrects_the_fixed_steps_rule() -> None:
+    with pytest.raises(ValueError, match="rule_steps"):
+        Layout(("a",), ("edge-1",), max_steps=32, rule_steps=64)
+    layout = Layout(("a",), ("edge-1", "edge-2"), rule_steps=8)
+    assert layout.allocation_obs_dim == Layout(("a",), ("edge-1", "edge-2")).allocation_obs_dim + 3
+    # both edges hold the model; edge-2 has the shorter queue: the rule's server
+    agents = (
+        AgentState("edge-1", True, False, frozenset({"a"}), frozenset({"a"}), queue_depth=3),
+        AgentState("edge-2", True, False, frozenset({"a"}), frozenset({"a"}), queue_depth=1),
+        AgentState("cloud", True, True, frozenset(), frozenset({"a"})),
+    )
+    view = ClusterView(0.0, 0, 0, agents)
+    request = RequestInfo("r", "a", 1)
+    assert list(allocation_observation(view, request, layout)[-3:]) == [0.0, 1.0, 0.0]  # one-hot of edge-2
+    assert FixedSteps(8).allocate(view, request).agent == "edge-2"
+    assert decode_allocation(np.zeros(4), view, request, layout)[:2] == ("edge-2", 8)  # 0 plays the rule
+    # another server needs a score RULE_SERVER_BONUS above the rule's
+    assert decode_allocation(np.array([0.0, RULE_SERVER_BONUS - 0.1, 0.0, 0.0]), view, request, layout)[0] == "edge-2"
+    edge_1 = np.array([0.0, 0.6, 0.5 - RULE_SERVER_BONUS, 0.0])
+    assert decode_allocation(edge_1, view, request, layout)[0] == "edge-1"
+    assert decode_allocation(np.array([0.0, -1.0, -1.0, 1.0]), view, request, layout)[0] == "cloud"
+    # steps move from the rule's on the log scale by up to half the log range (1..32: 2.5 octaves either way)
+    assert [steps_of(a, layout) for a in (-1.0, -0.4, 0.0, 0.4, 1.0)] == [1, 4, 8, 16, 32]
+    assert steps_of(0.0, Layout(("a",), ("edge-1",))) == round(2**2.5)  # without it: the middle of the range
+    # only the cloud holds the model: the rule's server is the cloud
+    far = ClusterView(0.0, 0, 0, (dataclasses.replace(agents[0], loaded=frozenset()), agents[2]))
+    assert list(allocation_observation(far, request, layout)[-3:]) == [0.0, 0.0, 1.0]
+    assert decode_allocation(np.array([0.0, 1.0, 1.0, 0.0]), far, request, layout)[0] == "cloud"
+
+
+def test_an_actor_that_adds_nothing_to_both_priors_plays_sqrt_band(radio_backend) -> None:
+    rule = SqrtBand()
+    layout = dataclasses.replace(radio_backend.layout(), band_prior=True, rule_steps=8)
+    zero = LearnedAllocation(lambda obs: np.zeros(layout.allocation_act_dim, np.float32), layout)
+    episode = radio_backend.episode(5)
+    compared = 0
+    while not episode.done:
+        while episode.frame_due():
+            episode.end_frame({"edge-1": frozenset({"digits-resmlp-l"}), "edge-2": frozenset({"digits-mlp-s"})})
+        _, view, info = episode.request_view()
+        expected, got = rule.allocate(view, info), zero.allocate(view, info)
+        assert (got.agent, got.steps) == (expected.agent, expected.steps)
+        assert got.bandwidth_share == pytest.approx(expected.bandwidth_share, rel=1e-9, abs=1e-12)
+        compared += 1
+        episode.allocate(got)
+    assert compared > 30
+    # the Gymnasium env with both priors: the same features, and a zero action decides as the rule does
+    env = AllocationEnv(radio_backend, band=True, rule=True)
+    assert env.observation_space.shape == (layout.allocation_obs_dim,)
+    check_env(env, skip_render_check=True)
+    env.reset(seed=4)
+    rule, done = SqrtBand(), False
+    while not done:
+        _, view, info = env._request
+        expected = rule.allocate(view, info)
+        _, _, done, _, step = env.step(np.zeros(env.action_space.shape, np.float32))
+        assert (step["agent"], step["steps"]) == (expected.agent, expected.steps)
 
 
 def test_an_actor_that_adds_nothing_to_the_band_prior_plays_the_rule(radio_backend) -> None:

@@ -481,22 +481,29 @@ def test_with_a_rule_prior_the_action_corrects_the_fixed_steps_rule() -> None:
     assert decode_allocation(np.array([0.0, 1.0, 1.0, 0.0]), far, request, layout)[0] == "cloud"
 
 
-def test_an_actor_that_adds_nothing_to_both_priors_plays_sqrt_band(radio_backend) -> None:
+def _rule_and_zero_actor(backend: SimBackend, layout: Layout) -> list[tuple]:
+    """``sqrt-band``'s and an all-zero actor's (laid out by ``layout``) decisions, request by request, on one episode
+    with a fixed cache plan (the actor's decisions are served)."""
     rule = SqrtBand()
-    layout = dataclasses.replace(radio_backend.layout(), band_prior=True, rule_steps=8)
     zero = LearnedAllocation(lambda obs: np.zeros(layout.allocation_act_dim, np.float32), layout)
-    episode = radio_backend.episode(5)
-    compared = 0
+    episode = backend.episode(5)
+    pairs = []
     while not episode.done:
         while episode.frame_due():
             episode.end_frame({"edge-1": frozenset({"digits-resmlp-l"}), "edge-2": frozenset({"digits-mlp-s"})})
         _, view, info = episode.request_view()
-        expected, got = rule.allocate(view, info), zero.allocate(view, info)
+        pairs.append((rule.allocate(view, info), zero.allocate(view, info)))
+        episode.allocate(pairs[-1][1])
+    return pairs
+
+
+def test_an_actor_that_adds_nothing_to_both_priors_plays_sqrt_band(radio_backend) -> None:
+    layout = dataclasses.replace(radio_backend.layout(), band_prior=True, rule_steps=8)
+    pairs = _rule_and_zero_actor(radio_backend, layout)
+    for expected, got in pairs:
         assert (got.agent, got.steps) == (expected.agent, expected.steps)
         assert got.bandwidth_share == pytest.approx(expected.bandwidth_share, rel=1e-9, abs=1e-12)
-        compared += 1
-        episode.allocate(got)
-    assert compared > 30
+    assert len(pairs) > 30
     # the Gymnasium env with both priors: the same features, and a zero action decides as the rule does
     env = AllocationEnv(radio_backend, band=True, rule=True)
     assert env.observation_space.shape == (layout.allocation_obs_dim,)
@@ -511,20 +518,12 @@ def test_an_actor_that_adds_nothing_to_both_priors_plays_sqrt_band(radio_backend
 
 
 def test_an_actor_that_adds_nothing_to_the_band_prior_plays_the_rule(radio_backend) -> None:
-    rule = SqrtBand()
     layout = dataclasses.replace(radio_backend.layout(), band_prior=True)
-    zero = LearnedAllocation(lambda obs: np.zeros(layout.allocation_act_dim, np.float32), layout)
-    episode = radio_backend.episode(5)
     compared = 0
-    while not episode.done:
-        while episode.frame_due():
-            episode.end_frame({"edge-1": frozenset({"digits-resmlp-l"}), "edge-2": frozenset({"digits-mlp-s"})})
-        _, view, info = episode.request_view()
-        expected, got = rule.allocate(view, info), zero.allocate(view, info)
+    for expected, got in _rule_and_zero_actor(radio_backend, layout):
         if expected.bandwidth_share and got.bandwidth_share:  # neither hopeless on its own server
             assert got.bandwidth_share == pytest.approx(expected.bandwidth_share, rel=1e-9)
             compared += 1
-        episode.allocate(got)
     assert compared > 30
     # the env's observation ends with the same prior, and its episodes start the rule afresh
     env = AllocationEnv(radio_backend, band=True)

@@ -81,7 +81,8 @@ def gain(rows: dict[str, dict[str, object]], ours: str, other: str) -> tuple[flo
     return interval(ratios) if ratios else None
 
 
-def _fmt(value: object, scale: float = 1.0, digits: int = 4) -> str:
+def format_interval(value: object, scale: float = 1.0, digits: int = 4) -> str:
+    """``(mean, half-width)`` as ``mean ± half`` times ``scale`` ("n/a" for None)."""
     if value is None:
         return "n/a"
     mean, half = value  # type: ignore[misc]
@@ -105,11 +106,11 @@ def results_table(runs: list[dict], path: Path) -> Path:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in learned + sorted(n for n in rows if n not in learned):
-        row = rows[name]
+        row, fmt = rows[name], format_interval
         lines.append(
-            f"| {name} | {len(row['seeds'])} | {_fmt(row['utility'])} | {_fmt(row['hit_ratio'], digits=3)} | "  # type: ignore[arg-type]
-            f"{_fmt(row['mean_latency_s'], 1e3, 1)} | {_fmt(row['mean_downlink_s'], 1e3, 1)} | "
-            f"{_fmt(row['failed_share'], 100, 2)} % | {_fmt(row['mean_quality'], digits=3)} |"
+            f"| {name} | {len(row['seeds'])} | {fmt(row['utility'])} | {fmt(row['hit_ratio'], digits=3)} | "  # type: ignore[arg-type]
+            f"{fmt(row['mean_latency_s'], 1e3, 1)} | {fmt(row['mean_downlink_s'], 1e3, 1)} | "
+            f"{fmt(row['failed_share'], 100, 2)} % | {fmt(row['mean_quality'], digits=3)} |"
         )
     if "t2drl" in rows:
         lines += ["", "Utility gain of t2drl (per-seed ratio − 1, mean ± 95 % interval):", ""]

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from orchestrator.report_t2drl import aggregate, gain, interval
+from orchestrator.report_t2drl import format_interval as _pm
 
 FIGURES = ("utility", "hit_ratio", "mean_latency_s", "failed_share")
 
@@ -71,11 +72,6 @@ def summarize(root: Path, reference: str) -> dict:
     left_out = sorted(set.union(*(set(p) for p in seeds.values())) - names)
     return {"root": str(root), "workload_seeds": sorted(seeds), "reference": reference, "policies": policies,
             "gains": gains, "left_out": left_out}  # fmt: skip
-
-
-def _pm(pair: object, scale: float = 1.0, digits: int = 4) -> str:
-    mean, half = pair  # type: ignore[misc]
-    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
 
 
 def print_summary(summary: dict) -> None:

@@ -34,16 +34,21 @@ protos: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python scripts/train_models.py --out profiles
 
-# The shipped T2DRL policy (DDQN caching + D3PG allocation) and the DDQN trained around the square-root band
-# rule, trained in the simulator on the x86-cpu profiles; `edgetb demo` runs them live (ddqn+d3pg, ddqn+sqrt-band).
-# T2DRL_CONFIG: the D3PG corrects the square-root band rule and fixed steps, kept near them (README, "residual T2DRL")
+# The shipped T2DRL policy (DDQN caching + D3PG allocation), the MLP-actor pair trained the same way (DDQN +
+# DDPG) and the DDQN trained around the square-root band rule, trained in the simulator on the x86-cpu profiles;
+# `edgetb demo` runs them live (ddqn+d3pg, ddqn+ddpg, ddqn+sqrt-band).
+# T2DRL_CONFIG: the actor corrects the square-root band rule and fixed steps, kept near them (README, "residual T2DRL")
 T2DRL_CONFIG := {"band_prior": true, "rule_prior": true, "allocation": {"action_l2": 3}}
 
-policies: $(STAMP)  # 5 training seeds each, two at a time (~35 min on 2 cores); ship the best on validation workloads
+policies: $(STAMP)  # 5 training seeds each, two at a time (~1 h on 2 cores); ship the best on validation workloads
 	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I@ $(BIN)/edgetb train --algo t2drl --seed @ \
 		--out runs/policies/t2drl-s@ --time-budget-s 1800 --config '$(T2DRL_CONFIG)'
 	$(BIN)/edgetb select-policy runs/policies/t2drl-s0 runs/policies/t2drl-s1 runs/policies/t2drl-s2 \
 		runs/policies/t2drl-s3 runs/policies/t2drl-s4 --out profiles/policies/t2drl
+	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I@ $(BIN)/edgetb train --algo ddqn+ddpg --seed @ \
+		--out runs/policies/ddqn+ddpg-s@ --time-budget-s 1800 --config '$(T2DRL_CONFIG)'
+	$(BIN)/edgetb select-policy runs/policies/ddqn+ddpg-s0 runs/policies/ddqn+ddpg-s1 runs/policies/ddqn+ddpg-s2 \
+		runs/policies/ddqn+ddpg-s3 runs/policies/ddqn+ddpg-s4 --out profiles/policies/ddqn-ddpg
 	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I{} $(BIN)/edgetb train --algo ddqn+sqrt-band --seed {} \
 		--out runs/policies/ddqn+sqrt-band-s{} --time-budget-s 1800
 	$(BIN)/edgetb select-policy runs/policies/ddqn+sqrt-band-s0 runs/policies/ddqn+sqrt-band-s1 \

@@ -45,12 +45,12 @@ def demo(
         _agent_demo(out, steps, per_class, 0 if seed is None else seed)
         return
     from orchestrator.cluster import ClusterError
-    from orchestrator.live_demo import POLICIES, run_live_demo
+    from orchestrator.live_demo import default_policies, run_live_demo
 
-    chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
     if slots is not None and not 1 <= slots <= 10_000:
         raise typer.BadParameter(f"--slots: {slots} is outside 1..10000")
     try:
+        chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or default_policies(checkpoint)
         report = run_live_demo(
             out, scenario=scenario, slots=slots, seed=seed, slot_s=slot_s, policies=chosen, device=device,
             sim_profile=sim_profile, checkpoint=checkpoint, fine_tune=fine_tune,

@@ -41,6 +41,7 @@ from profiles.scenario import Scenario, load_scenario
 #: The policy combinations the demo runs, ``caching+allocation``, in order.
 POLICIES: tuple[str, ...] = (
     "ddqn+d3pg",
+    "ddqn+ddpg",
     "ddqn+sqrt-band",
     "popular-spread+sqrt-band",
     "popular-spread+fixed-steps",
@@ -52,9 +53,13 @@ POLICIES: tuple[str, ...] = (
 #: The shipped T2DRL run (DDQN caching + D3PG allocation trained in the simulator on the x86-cpu
 #: profiles: ``make policies``) that learned policies load when no ``checkpoint`` is given.
 SHIPPED_POLICY = SHIPPED_MODELS.parent / "policies" / "t2drl"
-#: Shipped runs by policy name where another run than ``SHIPPED_POLICY`` trained it: the DDQN trained around the
-#: square-root band rule (``edgetb train --algo ddqn+sqrt-band``, ``make policies``).
-SHIPPED_POLICIES = {"ddqn+sqrt-band": SHIPPED_MODELS.parent / "policies" / "ddqn-sqrt-band"}
+#: Shipped runs by policy name where another run than ``SHIPPED_POLICY`` trained it: the MLP-actor pair trained the
+#: same way (``edgetb train --algo ddqn+ddpg``) and the DDQN trained around the square-root band rule
+#: (``edgetb train --algo ddqn+sqrt-band``), both by ``make policies``.
+SHIPPED_POLICIES = {
+    "ddqn+ddpg": SHIPPED_MODELS.parent / "policies" / "ddqn-ddpg",
+    "ddqn+sqrt-band": SHIPPED_MODELS.parent / "policies" / "ddqn-sqrt-band",
+}
 LEARNED = (*LEARNED_CACHING, *LEARNED_ALLOCATION)
 #: Requests in flight at once per policy run.
 MAX_IN_FLIGHT = 16
@@ -268,6 +273,32 @@ def shipped_checkpoint(name: str) -> Path | None:
     if not any(part in LEARNED for part in name.split("+")):
         return None
     return SHIPPED_POLICIES.get(name, SHIPPED_POLICY)
+
+
+def default_policies(checkpoint: Path | None = None) -> tuple[str, ...]:
+    """The policies a demo runs when none are named: :data:`POLICIES`, each learned pair with its shipped run.
+
+    With ``checkpoint`` (one ``edgetb train --env t2drl`` run for every learned policy): the run's own pair first,
+    then those of :data:`POLICIES` whose learned parts the run trained (a DDQN + D3PG run drops ``ddqn+ddpg``).
+
+    Raises:
+        ValueError: ``checkpoint`` has no readable ``result.json`` naming its learners.
+    """
+    if checkpoint is None:
+        return POLICIES
+    try:
+        result = json.loads((Path(checkpoint) / "result.json").read_text())
+        trained = (str(result["caching"]), str(result["allocation"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"checkpoint: {checkpoint} is not an `edgetb train --env t2drl` output folder ({exc})"
+        ) from exc
+
+    def held(name: str) -> bool:
+        parts = name.split("+")
+        return all(part not in LEARNED or part == run_part for part, run_part in zip(parts, trained, strict=True))
+
+    return tuple(dict.fromkeys(["+".join(trained), *(name for name in POLICIES if held(name))]))
 
 
 def run_live_demo(

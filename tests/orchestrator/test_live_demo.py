@@ -117,12 +117,53 @@ def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> N
         checkpoint = shipped_checkpoint(name)
         cache, alloc = build_policies(caching, allocation, checkpoint=str(checkpoint or ""))
         assert cache is not None and alloc is not None
-    # the learned pairs load their own shipped runs: T2DRL's, and the DDQN trained around the band rule
+    # the learned pairs load their own shipped runs: T2DRL's, the MLP-actor pair's, the DDQN trained around the rule
     assert shipped_checkpoint("ddqn+d3pg") == SHIPPED_POLICY and shipped_checkpoint("no-cache+fixed-steps") is None
+    assert json.loads((SHIPPED_POLICY / "result.json").read_text())["algo"] == "t2drl"
     band_run = shipped_checkpoint("ddqn+sqrt-band")
     assert band_run == SHIPPED_POLICIES["ddqn+sqrt-band"] != SHIPPED_POLICY
     assert json.loads((band_run / "result.json").read_text())["algo"] == "ddqn+sqrt-band"
     assert isinstance(build_policies("ddqn", "sqrt-band", checkpoint=str(band_run))[1], SqrtBand)
+    mlp_run = shipped_checkpoint("ddqn+ddpg")
+    assert mlp_run == SHIPPED_POLICIES["ddqn+ddpg"] not in (SHIPPED_POLICY, band_run)
+    shipped = json.loads((SHIPPED_POLICY / "result.json").read_text())
+    mlp = json.loads((mlp_run / "result.json").read_text())
+    assert mlp["algo"] == "ddqn+ddpg" and mlp["config"] == {**shipped["config"], "seed": mlp["seed"]}  # trained alike
+
+
+def _run(folder: Path, caching: str, allocation: str) -> Path:
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps({"caching": caching, "allocation": allocation}))
+    return folder
+
+
+def test_default_policies_with_a_checkpoint_keep_the_pairs_the_run_trained(tmp_path: Path) -> None:
+    from orchestrator.live_demo import SHIPPED_POLICY, default_policies
+    from orchestrator.policies import LEARNED_ALLOCATION, build_policies
+
+    assert default_policies(None) == POLICIES
+    heuristics = [n for n in POLICIES if not any(p in ("ddqn", *LEARNED_ALLOCATION) for p in n.split("+"))]
+    t2drl = default_policies(SHIPPED_POLICY)
+    assert t2drl == ("ddqn+d3pg", "ddqn+sqrt-band", *heuristics)
+    for name in t2drl:  # every one of them loads from that single run
+        caching, _, allocation = name.partition("+")
+        assert None not in build_policies(caching, allocation, checkpoint=str(SHIPPED_POLICY))
+    mlp = default_policies(_run(tmp_path / "mlp", "ddqn", "ddpg"))
+    assert mlp == ("ddqn+ddpg", "ddqn+sqrt-band", *heuristics)
+    assert default_policies(_run(tmp_path / "sac", "ddqn", "sac"))[:2] == ("ddqn+sac", "ddqn+sqrt-band")
+    assert default_policies(_run(tmp_path / "random", "random", "d3pg")) == ("random+d3pg", *heuristics)
+    assert default_policies(_run(tmp_path / "band", "ddqn", "sqrt-band")) == ("ddqn+sqrt-band", *heuristics)
+    with pytest.raises(ValueError, match=r"checkpoint: .*missing"):
+        default_policies(tmp_path / "missing")
+
+
+def test_cli_demo_names_a_checkpoint_that_is_not_a_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "checkpoint" in result.output and not (tmp_path / "out").exists()
 
 
 def test_fidelity_without_a_checkpoint_simulates_each_learned_pair_with_its_shipped_run(tmp_path: Path) -> None:

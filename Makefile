@@ -40,20 +40,17 @@ models: $(STAMP)
 # T2DRL_CONFIG: the actor corrects the square-root band rule and fixed steps, kept near them (README, "residual T2DRL")
 T2DRL_CONFIG := {"band_prior": true, "rule_prior": true, "allocation": {"action_l2": 3}}
 
-policies: $(STAMP)  # 5 training seeds each, two at a time (~1 h on 2 cores); ship the best on validation workloads
-	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I@ $(BIN)/edgetb train --algo t2drl --seed @ \
-		--out runs/policies/t2drl-s@ --time-budget-s 1800 --config '$(T2DRL_CONFIG)'
-	$(BIN)/edgetb select-policy runs/policies/t2drl-s0 runs/policies/t2drl-s1 runs/policies/t2drl-s2 \
-		runs/policies/t2drl-s3 runs/policies/t2drl-s4 --out profiles/policies/t2drl
-	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I@ $(BIN)/edgetb train --algo ddqn+ddpg --seed @ \
-		--out runs/policies/ddqn+ddpg-s@ --time-budget-s 1800 --config '$(T2DRL_CONFIG)'
-	$(BIN)/edgetb select-policy runs/policies/ddqn+ddpg-s0 runs/policies/ddqn+ddpg-s1 runs/policies/ddqn+ddpg-s2 \
-		runs/policies/ddqn+ddpg-s3 runs/policies/ddqn+ddpg-s4 --out profiles/policies/ddqn-ddpg
-	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I{} $(BIN)/edgetb train --algo ddqn+sqrt-band --seed {} \
-		--out runs/policies/ddqn+sqrt-band-s{} --time-budget-s 1800
-	$(BIN)/edgetb select-policy runs/policies/ddqn+sqrt-band-s0 runs/policies/ddqn+sqrt-band-s1 \
-		runs/policies/ddqn+sqrt-band-s2 runs/policies/ddqn+sqrt-band-s3 runs/policies/ddqn+sqrt-band-s4 \
-		--out profiles/policies/ddqn-sqrt-band
+# $(call ship,ALGO,FOLDER,TRAIN OPTIONS): train 5 seeds two at a time, ship the best on validation workloads
+define ship
+	printf '%s\n' 0 1 2 3 4 | xargs -P 2 -I@ $(BIN)/edgetb train --algo $(1) --seed @ \
+		--out runs/policies/$(1)-s@ --time-budget-s 1800 $(3)
+	$(BIN)/edgetb select-policy $(foreach s,0 1 2 3 4,runs/policies/$(1)-s$(s)) --out profiles/policies/$(2)
+endef
+
+policies: $(STAMP)  # 5 training seeds each (~1 h on 2 cores)
+	$(call ship,t2drl,t2drl,--config '$(T2DRL_CONFIG)')
+	$(call ship,ddqn+ddpg,ddqn-ddpg,--config '$(T2DRL_CONFIG)')
+	$(call ship,ddqn+sqrt-band,ddqn-sqrt-band,)
 
 bench: $(STAMP)
 	$(BIN)/python bench/exec_ort_vs_torch.py

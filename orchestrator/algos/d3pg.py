@@ -73,9 +73,9 @@ class Config:
     bc_coef: float = 0.0
     """weight of the denoising (behaviour-cloning) loss on replayed actions in the actor loss; 0: off"""
     action_l2: float = 0.0
-    """weight of the actions' mean square in the actor loss; 0: off. With a residual action (an action of 0 plays a
-    rule, ``features.Layout.band_prior`` / ``rule_steps``) it keeps the actor at the rule where the critic's
-    gradient does not pay for leaving it"""
+    """weight of the actions' squared norm (batch mean) in the actor loss; 0: off. With a residual action (an
+    action of 0 plays a rule, ``features.Layout.band_prior`` / ``rule_steps``) it keeps the actor at the rule where
+    the critic's gradient does not pay for leaving it"""
     policy_delay: int = 1
     """critic updates per actor (and target) update"""
     grad_clip: float = 0.0

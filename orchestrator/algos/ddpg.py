@@ -56,8 +56,8 @@ class Config:
     grad_clip: float = 0.0
     """max gradient norm of actor and critic updates; 0: no clipping"""
     action_l2: float = 0.0
-    """weight of the actions' mean square in the actor loss; 0: off (as ``d3pg.Config.action_l2``: with a residual
-    action it keeps the actor at the rule where the critic does not pay for leaving it)"""
+    """weight of the actions' squared norm (batch mean) in the actor loss; 0: off (as ``d3pg.Config.action_l2``:
+    with a residual action it keeps the actor at the rule where the critic does not pay for leaving it)"""
 
 
 class Actor(nn.Module):

@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
+from orchestrator.run_folder import read_run
 from orchestrator.utility import MAX_WEIGHT
 
 if sys.version_info >= (3, 11):
@@ -193,12 +193,7 @@ class PolicyConfig(BaseModel):
             return self
         if not self.checkpoint:
             raise ValueError(f"checkpoint: the learned policies {', '.join(learned)} need a trained run folder")
-        try:  # the run's own record of what it trained (the networks load when the daemon starts)
-            trained = json.loads((Path(self.checkpoint) / "result.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"checkpoint: {self.checkpoint} is not an `edgetb train --env t2drl` run folder ({exc})"
-            ) from exc
+        trained = read_run(self.checkpoint, "checkpoint")  # what it trained (the networks load when the daemon starts)
         for kind, name in (("caching", self.caching), ("allocation", self.allocation)):
             if name in learned and trained.get(kind) != name:
                 raise ValueError(f"checkpoint: {self.checkpoint} trained {kind} {trained.get(kind)!r}, not {name!r}")

@@ -34,6 +34,7 @@ import numpy as np
 from orchestrator.cluster import CLOUD, SHIPPED_MODELS, LocalCluster
 from orchestrator.daemon_client import OrchestratorClient
 from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
+from orchestrator.run_folder import read_run
 from orchestrator.utility import request_utility
 from orchestrator.workload import Workload, WorkloadRequest
 from profiles.scenario import Scenario, load_scenario
@@ -286,13 +287,8 @@ def default_policies(checkpoint: Path | None = None) -> tuple[str, ...]:
     """
     if checkpoint is None:
         return POLICIES
-    try:
-        result = json.loads((Path(checkpoint) / "result.json").read_text())
-        trained = (str(result["caching"]), str(result["allocation"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"checkpoint: {checkpoint} is not an `edgetb train --env t2drl` output folder ({exc})"
-        ) from exc
+    result = read_run(checkpoint, "checkpoint", ("caching", "allocation"))
+    trained = (str(result["caching"]), str(result["allocation"]))
 
     def held(name: str) -> bool:
         parts = name.split("+")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
+from orchestrator.run_folder import read_run
 from orchestrator.t2drl import evaluate
 
 VALIDATION_SEED = 3_000_000
@@ -33,11 +34,9 @@ def validation_seeds(episodes: int) -> list[int]:
 
 
 def _run_info(run: Path) -> dict:
-    try:
-        result = json.loads((run / "result.json").read_text())
-        return {k: result[k] for k in ("algo", "caching", "allocation", "scenario", "device", "seed")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"runs: {run} is not an `edgetb train --env t2drl` output folder ({exc})") from exc
+    keys = ("algo", "caching", "allocation", "scenario", "device", "seed")
+    result = read_run(run, "runs", keys)
+    return {k: result[k] for k in keys}
 
 
 def score_runs(runs: Sequence[Path], episodes: int = 5, slots: int = 300) -> dict[str, float]:

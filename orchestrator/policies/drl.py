@@ -43,6 +43,7 @@ from orchestrator.envs.features import (
 )
 from orchestrator.policies.base import Allocation, ClusterView, RequestInfo
 from orchestrator.policies.sqrt_band import band_prior
+from orchestrator.run_folder import read_run
 
 TUNING_CAPACITY = 20_000
 """replay capacity of live fine-tuning, transitions"""
@@ -294,11 +295,11 @@ def load_trained(
         ValueError: the folder is not such a run, or it trained other learners (the message names the field).
     """
     folder = Path(checkpoint)
+    result = read_run(folder, "checkpoint", ("layout",))
     try:
-        result = json.loads((folder / "result.json").read_text())
         layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["layout"].items()})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"checkpoint: {folder} is not an `edgetb train --env t2drl` output folder ({exc})") from exc
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"checkpoint: {folder} result.json layout does not fit this version ({exc})") from exc
     cache_policy, alloc_policy = None, None
     if caching is not None:
         if result.get("caching") != caching:

@@ -131,6 +131,28 @@ def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> N
     assert mlp["algo"] == "ddqn+ddpg" and mlp["config"] == {**shipped["config"], "seed": mlp["seed"]}  # trained alike
 
 
+def _contains(config: dict, overrides: dict) -> bool:
+    return all(
+        _contains(config.get(key, {}), value) if isinstance(value, dict) else config.get(key) == value
+        for key, value in overrides.items()
+    )
+
+
+def test_the_shipped_pairs_were_trained_with_the_makefiles_config() -> None:
+    """``make policies`` retrains what is shipped: its T2DRL_CONFIG is the shipped runs' config."""
+    from orchestrator.live_demo import shipped_checkpoint
+
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    lines = [line for line in makefile.splitlines() if line.startswith("T2DRL_CONFIG :=")]
+    assert len(lines) == 1
+    overrides = json.loads(lines[0].partition(":=")[2])
+    assert overrides["caching"]["buffer_size"] == 5000 and overrides["rule_prior"] is True
+    for name in ("ddqn+d3pg", "ddqn+ddpg"):
+        config = json.loads((shipped_checkpoint(name) / "result.json").read_text())["config"]
+        assert _contains(config, overrides), name
+    assert not _contains({**config, "caching": {**config["caching"], "buffer_size": 50_000}}, overrides)
+
+
 def _run(folder: Path, caching: str, allocation: str) -> Path:
     folder.mkdir()
     (folder / "result.json").write_text(json.dumps({"caching": caching, "allocation": allocation}))

@@ -119,14 +119,14 @@ def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> N
         assert cache is not None and alloc is not None
     # the learned pairs load their own shipped runs: T2DRL's, the MLP-actor pair's, the DDQN trained around the rule
     assert shipped_checkpoint("ddqn+d3pg") == SHIPPED_POLICY and shipped_checkpoint("no-cache+fixed-steps") is None
-    assert json.loads((SHIPPED_POLICY / "result.json").read_text())["algo"] == "t2drl"
+    shipped = json.loads((SHIPPED_POLICY / "result.json").read_text())
+    assert shipped["algo"] == "t2drl"
     band_run = shipped_checkpoint("ddqn+sqrt-band")
     assert band_run == SHIPPED_POLICIES["ddqn+sqrt-band"] != SHIPPED_POLICY
     assert json.loads((band_run / "result.json").read_text())["algo"] == "ddqn+sqrt-band"
     assert isinstance(build_policies("ddqn", "sqrt-band", checkpoint=str(band_run))[1], SqrtBand)
     mlp_run = shipped_checkpoint("ddqn+ddpg")
     assert mlp_run == SHIPPED_POLICIES["ddqn+ddpg"] not in (SHIPPED_POLICY, band_run)
-    shipped = json.loads((SHIPPED_POLICY / "result.json").read_text())
     mlp = json.loads((mlp_run / "result.json").read_text())
     assert mlp["algo"] == "ddqn+ddpg" and mlp["config"] == {**shipped["config"], "seed": mlp["seed"]}  # trained alike
 

@@ -37,8 +37,8 @@ models: $(STAMP)
 # The shipped T2DRL policy (DDQN caching + D3PG allocation), the MLP-actor pair trained the same way (DDQN +
 # DDPG) and the DDQN trained around the square-root band rule, trained in the simulator on the x86-cpu profiles;
 # `edgetb demo` runs them live (ddqn+d3pg, ddqn+ddpg, ddqn+sqrt-band).
-# T2DRL_CONFIG: the actor corrects the square-root band rule and fixed steps, kept near them (README, "residual
-# T2DRL"); the DDQN replays only its last 5000 frames (README, "Ten seeds with the 5 000-frame replay")
+# T2DRL_CONFIG: the actor corrects the square-root band rule and fixed steps, kept near them, and the DDQN replays
+# only its last 5000 frames (README, "What make policies ships"; the runs behind it: docs/t2drl-log.md)
 T2DRL_CONFIG := {"band_prior": true, "rule_prior": true, "allocation": {"action_l2": 3}, "caching": {"buffer_size": 5000}}
 
 # $(call ship,ALGO,FOLDER,TRAIN OPTIONS): train 5 seeds two at a time, ship the best on validation workloads

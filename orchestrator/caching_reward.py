@@ -14,7 +14,7 @@ The baseline depends only on the request (model, user weights, SNR, deadline), w
 changes, so for any state its expectation is the same whatever plan is taken: the plans' values shift
 alike and the best plan stays the best, while the reward's variance falls (on the t2drl scenario's
 simulated frames with the D3PG allocating, by ~60 %; with fixed steps ~70 %, which
-``tests/orchestrator/test_caching_reward.py`` checks). Trained with it, the DDQN cached no better (README):
+``tests/orchestrator/test_caching_reward.py`` checks). Trained with it, the DDQN cached no better (docs/t2drl-log.md):
 ``T2DRLConfig.caching_baseline`` is off by default.
 """
 

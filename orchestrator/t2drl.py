@@ -127,8 +127,8 @@ class T2DRLConfig:
     """overrides of the DDQN ``Config``; gamma 0.3: a plan mostly pays off within its own frame"""
     band_prior: bool = False
     """(radio scenarios) the actor corrects the square-root rule's band fraction instead of setting it outright
-    (``features.Layout.band_prior``). Alone, 5 seeds each for t2drl and ddqn+ddpg (README): no gain; in every run
-    the actor's corrections scored less than the rule's own fraction (``scripts/band_ablation.py``). With
+    (``features.Layout.band_prior``). Alone, 5 seeds each for t2drl and ddqn+ddpg (docs/t2drl-log.md): no gain; in
+    every run the actor's corrections scored less than the rule's own fraction (``scripts/band_ablation.py``). With
     ``rule_prior`` and the actor's ``action_l2``: the shipped T2DRL (``Makefile``'s ``T2DRL_CONFIG``)"""
     rule_prior: bool = False
     """the actor's steps and server correct the fixed-steps rule's (``features.Layout.rule_steps``: the policy's
@@ -138,11 +138,11 @@ class T2DRLConfig:
     """True: every request of a slot is rewarded with the mean utility of the slot's requests (the band and the
     edges a request takes are missing for the others of its slot; its own utility pays it to take them); False: its
     own utility. Training only (live fine-tuning rewards each request with its own). Tried on seed 0 with the band
-    prior (README): no better"""
+    prior (docs/t2drl-log.md): no better"""
     caching_baseline: bool = False
     """True: the DDQN's frame reward is the mean of utility minus each request's baseline under a reference
     service that no plan changes (:mod:`orchestrator.caching_reward`); False: the frame's mean utility. Off:
-    5 seeds each way trained no better caching (README, "caching reward")"""
+    5 seeds each way trained no better caching (docs/t2drl-log.md, "Caching reward with a baseline")"""
 
 
 def feature_layout(backend: EnvBackend, cfg: T2DRLConfig) -> Layout:

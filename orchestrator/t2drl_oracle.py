@@ -29,6 +29,7 @@ from orchestrator.envs.t2drl import SimBackend
 from orchestrator.live_demo import summarize
 from orchestrator.policies.base import Allocation, ClusterView, NoAgent, RequestInfo
 from orchestrator.radio import Downlink
+from orchestrator.run_folder import read_run
 from orchestrator.sim.cluster import run_episode
 from orchestrator.sim.sampler import ModelSampler
 from orchestrator.t2drl_bound import air_times_s, best_steps_table, missed_utilities, served_set
@@ -114,6 +115,7 @@ def evaluate_hindsight(backend: SimBackend, caching, seeds: Sequence[int], slots
 
 
 app = typer.Typer(add_completion=False)
+RUN_KEYS = ("scenario", "device", "seed", "eval_episodes", "eval_slots", "config", "policies", "algo")
 
 
 @app.command()
@@ -128,7 +130,10 @@ def main(
 
     rows = {}
     for run in runs:
-        result = json.loads((run / "result.json").read_text())
+        try:
+            result = read_run(run, "runs", RUN_KEYS)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
         backend = SimBackend.from_scenario(result["scenario"], result["device"])
         seeds, slots = eval_seeds(int(result["seed"]), result["eval_episodes"]), result["eval_slots"]
         steps = result["config"]["max_steps"]

@@ -24,12 +24,16 @@ from orchestrator.algos import d3pg, ddpg
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
 from orchestrator.policies.drl import LearnedAllocation, load_trained
+from orchestrator.run_folder import read_run
 from orchestrator.t2drl import evaluate
 
 
 def ablate(run: Path, checkpoint: Path) -> dict:
     """The three replays of one run (``run``: its result.json; ``checkpoint``: the folder with its .pt files)."""
-    result = json.loads((run / "result.json").read_text())
+    try:
+        result = read_run(run, "run", ("layout", "scenario", "device", "allocation"))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     if not result["layout"].get("band_prior"):
         raise SystemExit(f"{run}: trained without the band prior (its band entry is not a correction)")
     backend = SimBackend.from_scenario(result["scenario"], result["device"])

@@ -42,7 +42,7 @@ Allocation (per request, continuous, actions in [-1, 1]):
   -1 when it has none), and the last action entry corrects that fraction on the log-odds scale:
   ``sigmoid(logit(prior) + BAND_PRIOR_LOGIT a)``, so an actor that outputs 0 plays the rule and learns what to add
   to it (off by default: over 10 trained runs the learned corrections lowered the utility against the rule's
-  own fraction, README). With ``Layout.rule_steps`` the steps and the server correct the fixed-steps rule's
+  own fraction, docs/t2drl-log.md). With ``Layout.rule_steps`` the steps and the server correct the fixed-steps rule's
   too (``rule_steps`` steps on the edge holder with the shortest queue, else the cloud:
   :class:`~orchestrator.policies.fixed_steps.FixedSteps`): ``a[0]`` moves the steps from ``rule_steps`` on the
   log scale (by up to half the log range, either way), the rule's server scores ``RULE_SERVER_BONUS`` more,

@@ -4,12 +4,13 @@ fixed fraction."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
 from orchestrator.policies.base import RequestInfo
 from orchestrator.t2drl import eval_cached_bound, evaluate
-from orchestrator.t2drl_oracle import HindsightAllocation, evaluate_hindsight
+from orchestrator.t2drl_oracle import HindsightAllocation, app, evaluate_hindsight
 from orchestrator.workload import Workload
 
 
@@ -52,3 +53,10 @@ def test_hindsight_beats_the_fixed_fraction_and_stays_under_the_bound(backend) -
     spread, fixed = build_policies("popular-spread", "fixed-steps", fixed_steps=backend.policy.fixed_steps)
     online = evaluate(backend, {"p": (spread, fixed)}, seeds, slots)["p"]["utility"]
     assert online + 0.05 < hindsight < eval_cached_bound(backend, seeds, slots, 32)
+
+
+def test_a_folder_that_is_no_run_is_refused_by_name(tmp_path) -> None:
+    (tmp_path / "result.json").write_text('{"scenario": "t2drl"}')
+    result = CliRunner().invoke(app, [str(tmp_path), "--out", str(tmp_path / "out.json")])
+    assert result.exit_code == 2 and not (tmp_path / "out.json").exists()
+    assert "runs:" in result.output and "result.json has no device" in result.output

@@ -71,3 +71,5 @@ def test_the_ablation_replays_the_pair_its_band_entry_at_zero_and_its_ddqn_with_
     train_t2drl("ddqn+ddpg", plain, seed=3, time_budget_s=120, overrides=TINY)
     with pytest.raises(SystemExit, match="without the band prior"):
         ablate(plain, plain)
+    with pytest.raises(SystemExit, match=r"^run: .* is not an `edgetb train --env t2drl` run folder"):
+        ablate(tmp_path, tmp_path)  # no result.json

@@ -384,7 +384,7 @@ def save_tuned(
         policy.tuning.close()  # type: ignore[union-attr]  # the steps it owes first
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    result = json.loads((Path(source) / "result.json").read_text())
+    result = read_run(source, "checkpoint", ("checkpoints",))
     for policy, name in tuned:
         with policy.tuning.lock:  # type: ignore[union-attr]  # an updater that did not stop steps no more meanwhile
             policy.tuning.learner.save(folder / result["checkpoints"][name])  # type: ignore[union-attr]

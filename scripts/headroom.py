@@ -101,14 +101,15 @@ def variant_scenario(base: Scenario, changes: dict[str, Any]) -> Scenario:
 
 
 def with_share(scenario: Scenario, share: float) -> Scenario:
+    """``scenario`` with the fixed policies' band fraction set to ``share``."""
     return variant_scenario(scenario, {"radio.fixed_share": share})
 
 
-def pick_share(scenario: Scenario, device: str) -> tuple[float, dict[str, float]]:
+def pick_share(scenario: Scenario, device: str) -> tuple[float | None, dict[str, float]]:
     """The fixed band fraction of ``SHARES`` with the best random + fixed steps utility on the validation
-    workloads, and every share's utility (a scenario without a radio keeps its own: nothing to pick)."""
+    workloads, and every share's utility (a scenario without a radio: None, nothing to pick)."""
     if scenario.radio is None:
-        return float("nan"), {}
+        return None, {}
     scores = {}
     for share in SHARES:
         backend = SimBackend.from_scenario(with_share(scenario, share), device)
@@ -135,7 +136,7 @@ def headroom(base: Scenario, changes: dict[str, Any], seeds: Sequence[int], devi
     mean and 95 % interval of its per-seed ratio to random + fixed steps, minus 1."""
     scenario = variant_scenario(base, changes)
     share, share_scores = pick_share(scenario, device)
-    if share == share:  # not nan: a radio scenario
+    if share is not None:
         scenario = with_share(scenario, share)
     backend = SimBackend.from_scenario(scenario, device)
     per_seed = {seed: seed_figures(backend, seed) for seed in seeds}
@@ -174,7 +175,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ref = format_interval((s[REFERENCE]["utility"], s[REFERENCE]["utility_pm"]))
         cells = [pct(s[n]) for n in ("popular-spread+fixed-steps", "popular-spread+sqrt-band", "bound-cache-kept",
                                       "bound-hindsight")]  # fmt: skip
-        lines.append(f"| {name} | {changed} | {res['fixed_share']:g} | {ref} | {' | '.join(cells)} |")
+        share = "—" if res["fixed_share"] is None else f"{res['fixed_share']:g}"
+        lines.append(f"| {name} | {changed} | {share} | {ref} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

@@ -88,3 +88,14 @@ def test_the_cli_writes_the_table_and_json_and_refuses_a_bad_variant(short, tmp_
     assert exit_info.value.code == 2 and "cluster.edges: unknown field" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         headroom.main(["--seeds", "1"])
+
+
+def test_a_scenario_without_a_radio_has_no_share_to_pick_and_still_gets_its_bounds(short) -> None:
+    base = load_scenario("t2drl").model_copy(update={"radio": None})
+    result = headroom.headroom(base, {}, [0, 1], "x86-cpu")
+    assert result["fixed_share"] is None and result["fixed_share_scores"] == {}
+    for figures in result["per_seed"].values():
+        assert figures[headroom.REFERENCE] <= figures["bound-cache-kept"] <= figures["bound-hindsight"] + 1e-9
+    assert "| free | — | — |" in headroom.table({"free": result})
+    with pytest.raises(ScenarioError, match=r"radio\.fixed_share: 'radio' is no table"):
+        headroom.with_share(base, 0.3)

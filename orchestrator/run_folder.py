@@ -1,7 +1,9 @@
 """The record an ``edgetb train --env t2drl`` run leaves in its folder (``result.json``), read in one place.
 
 The daemon's config, ``edgetb demo``, the learned policies and ``edgetb select-policy`` all read a run folder
-given on the command line or in a config file; each names its own field in the error.
+given on the command line or in a config file; each names its own field in the error. A run records the
+scenario it trained on whole (``scenario_spec``), so it replays on that scenario even when it came from a file
+that is not shipped, or the shipped file has changed since.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from profiles.scenario import Scenario, ScenarioError, load_scenario
 
 
 def read_run(folder: str | Path, field: str, keys: Sequence[str] = ()) -> dict[str, Any]:
@@ -29,3 +33,24 @@ def read_run(folder: str | Path, field: str, keys: Sequence[str] = ()) -> dict[s
     except (OSError, ValueError) as exc:
         raise ValueError(f"{field}: {folder} is not an `edgetb train --env t2drl` run folder ({exc})") from exc
     return result
+
+
+def run_scenario(result: dict[str, Any], field: str, folder: str | Path) -> Scenario:
+    """The scenario a run trained on: the one its ``result.json`` records (``scenario_spec``), or, for runs
+    written before it did, the shipped scenario of its ``scenario`` name.
+
+    Raises:
+        ValueError: the recorded scenario is invalid, or an older run's scenario is not shipped (one trained on a
+            scenario file); the message starts with ``field`` and the folder.
+    """
+    try:
+        if "scenario_spec" in result:
+            return Scenario.build(**result["scenario_spec"])
+        return load_scenario(str(result["scenario"]))
+    except ScenarioError as exc:
+        recorded = "scenario_spec" in result
+        why = "its scenario_spec is invalid" if recorded else (
+            f"it names scenario {result['scenario']!r}, which is not shipped, and was written before result.json "
+            "recorded the scenario (scenario_spec)"
+        )  # fmt: skip
+        raise ValueError(f"{field}: {folder}: {why} ({exc})") from exc

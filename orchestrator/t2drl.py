@@ -530,7 +530,7 @@ def train_t2drl(
             live.close()
     result = {
         "algo": algo, "caching": ALGOS[algo][0], "allocation": ALGOS[algo][1], "scenario": env.scenario.name,
-        "device": device if live is None else agent_device,
+        "scenario_spec": env.scenario.model_dump(mode="json"), "device": device if live is None else agent_device,
         "profiles": {m: s.profile.provenance.method for m, s in sim.samplers.items()} if live is None else {},
         "backend": backend, "seed": seed, "eval_seeds": eval_seeds(seed, cfg.eval_episodes),
         "eval_episodes": cfg.eval_episodes,

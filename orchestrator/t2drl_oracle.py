@@ -29,7 +29,7 @@ from orchestrator.envs.t2drl import SimBackend
 from orchestrator.live_demo import summarize
 from orchestrator.policies.base import Allocation, ClusterView, NoAgent, RequestInfo
 from orchestrator.radio import Downlink
-from orchestrator.run_folder import read_run
+from orchestrator.run_folder import read_run, run_scenario
 from orchestrator.sim.cluster import run_episode
 from orchestrator.sim.sampler import ModelSampler
 from orchestrator.t2drl_bound import air_times_s, best_steps_table, missed_utilities, served_set
@@ -132,9 +132,10 @@ def main(
     for run in runs:
         try:
             result = read_run(run, "runs", RUN_KEYS)
+            scenario = run_scenario(result, "runs", run)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        backend = SimBackend.from_scenario(result["scenario"], result["device"])
+        backend = SimBackend.from_scenario(scenario, result["device"])
         seeds, slots = eval_seeds(int(result["seed"]), result["eval_episodes"]), result["eval_slots"]
         steps = result["config"]["max_steps"]
         ddqn, _ = load_trained(run, "ddqn", None)

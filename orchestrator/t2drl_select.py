@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
-from orchestrator.run_folder import read_run
+from orchestrator.run_folder import read_run, run_scenario
 from orchestrator.t2drl import evaluate
 
 VALIDATION_SEED = 3_000_000
@@ -36,7 +36,7 @@ def validation_seeds(episodes: int) -> list[int]:
 def _run_info(run: Path) -> dict:
     keys = ("algo", "caching", "allocation", "scenario", "device", "seed")
     result = read_run(run, "runs", keys)
-    return {k: result[k] for k in keys}
+    return {**{k: result[k] for k in keys}, "spec": run_scenario(result, "runs", run)}
 
 
 def score_runs(runs: Sequence[Path], episodes: int = 5, slots: int = 300) -> dict[str, float]:
@@ -56,9 +56,11 @@ def score_runs(runs: Sequence[Path], episodes: int = 5, slots: int = 300) -> dic
         for field in ("algo", "scenario", "device"):
             if info[field] != first[field]:
                 raise ValueError(f"runs: {name} has {field} {info[field]!r}, the first run {first[field]!r}")
+        if info["spec"] != first["spec"]:
+            raise ValueError(f"runs: {name} trained on another {info['scenario']!r} than the first run (scenario_spec)")
     if first["caching"] != "ddqn":
         raise ValueError(f"runs: algo {first['algo']!r} learns no caching policy to select (caching 'ddqn' needed)")
-    backend = SimBackend.from_scenario(first["scenario"], first["device"])
+    backend = SimBackend.from_scenario(first["spec"], first["device"])
     fixed = backend.policy.fixed_steps
     pairs = {  # a learned allocation from the run, or the rule it trained with (``ddqn+sqrt-band``)
         name: build_policies(info["caching"], info["allocation"], checkpoint=name, fixed_steps=fixed)

@@ -24,7 +24,7 @@ from orchestrator.algos import d3pg, ddpg
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
 from orchestrator.policies.drl import LearnedAllocation, load_trained
-from orchestrator.run_folder import read_run
+from orchestrator.run_folder import read_run, run_scenario
 from orchestrator.t2drl import evaluate
 
 
@@ -32,11 +32,12 @@ def ablate(run: Path, checkpoint: Path) -> dict:
     """The three replays of one run (``run``: its result.json; ``checkpoint``: the folder with its .pt files)."""
     try:
         result = read_run(run, "run", ("layout", "scenario", "device", "allocation"))
+        scenario = run_scenario(result, "run", run)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     if not result["layout"].get("band_prior"):
         raise SystemExit(f"{run}: trained without the band prior (its band entry is not a correction)")
-    backend = SimBackend.from_scenario(result["scenario"], result["device"])
+    backend = SimBackend.from_scenario(scenario, result["device"])
     caching, learned = load_trained(checkpoint, "ddqn", result["allocation"])
     assert learned is not None
     observed: list[np.ndarray] = []

@@ -1,4 +1,4 @@
-"""Reading a training run's result.json: what it holds, or an error naming the caller's field."""
+"""Reading a training run's result.json: what it holds (its scenario too), or an error naming the caller's field."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.run_folder import read_run
+from orchestrator.run_folder import read_run, run_scenario
+from profiles.scenario import load_scenario
 
 
 def test_a_run_folder_reads_back_its_result(tmp_path: Path) -> None:
@@ -30,3 +31,16 @@ def test_a_folder_that_is_not_a_run_names_the_field_and_why(tmp_path: Path, cont
     with pytest.raises(ValueError, match=r"^runs: .* is not an `edgetb train --env t2drl` run folder") as info:
         read_run(tmp_path, "runs", ("caching", "allocation"))
     assert reason in str(info.value)
+
+
+def test_a_run_gives_the_scenario_it_recorded_or_its_shipped_one(tmp_path: Path) -> None:
+    shipped = load_scenario("t2drl")
+    spec = shipped.model_dump(mode="json")
+    recorded = {"scenario": "t2drl", "scenario_spec": {**spec, "users": {**spec["users"], "count": 9}}}
+    assert run_scenario(recorded, "runs", tmp_path).users.count == 9 != shipped.users.count
+    assert run_scenario({"scenario": "t2drl"}, "runs", tmp_path) == shipped  # a run older than scenario_spec
+    with pytest.raises(ValueError, match=r"^checkpoint: .*: it names scenario 'mine', which is not shipped"):
+        run_scenario({"scenario": "mine"}, "checkpoint", tmp_path)
+    bad = {"scenario": "t2drl", "scenario_spec": {**spec, "users": {**spec["users"], "count": 0}}}
+    with pytest.raises(ValueError, match=r"^runs: .*: its scenario_spec is invalid \(users.count: must be >"):
+        run_scenario(bad, "runs", tmp_path)

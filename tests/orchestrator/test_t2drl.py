@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
+import tomli_w
 from typer.testing import CliRunner
 
 from orchestrator.algos import d3pg, ddqn
@@ -16,6 +18,7 @@ from orchestrator.cli_train import app
 from orchestrator.envs.t2drl import CachingEnv, SimBackend
 from orchestrator.policies.drl import load_trained
 from orchestrator.t2drl import BASELINES, T2DRLConfig, eval_seeds, evaluate, learned_policies, train, train_t2drl
+from profiles.scenario import Scenario, load_scenario
 
 TINY = {
     "requests": 400, "caching_requests": 200, "eval_episodes": 1, "eval_slots": 40,
@@ -252,6 +255,41 @@ def test_select_policy_ships_the_run_that_scores_best_on_the_validation_workload
         score_runs([best, other], episodes=1, slots=30)
     refused = CliRunner().invoke(edgetb, ["select-policy", str(tmp_path / "nope"), "--out", str(out)])
     assert refused.exit_code == 1 and "nope" in refused.output
+
+
+def test_runs_replay_on_the_scenario_they_recorded_not_on_a_file_of_that_name(tmp_path) -> None:
+    from orchestrator.policies.drl import load_trained
+    from orchestrator.t2drl_select import score_runs, validation_seeds
+
+    custom = load_scenario("t2drl").model_copy(update={"name": "t2drl-custom"})
+    custom = custom.model_copy(update={"users": custom.users.model_copy(update={"count": 3})})
+    scenario_file = tmp_path / "t2drl-custom.toml"  # a scenario file that is not shipped
+    scenario_file.write_text(tomli_w.dumps(custom.model_dump(mode="json", exclude_none=True)))
+    run = tmp_path / "run"
+    train_t2drl(
+        "t2drl", run, scenario=str(scenario_file), seed=1, time_budget_s=120, overrides={**TINY, "requests": 300}
+    )
+    scenario_file.unlink()  # selection needs no file: the run holds its scenario
+    saved = json.loads((run / "result.json").read_text())
+    assert saved["scenario"] == "t2drl-custom" and Scenario.build(**saved["scenario_spec"]) == custom
+    replayed = evaluate(SimBackend.from_scenario(custom, "x86-cpu"), {"p": load_trained(run, "ddqn", "d3pg")},
+                        validation_seeds(1), 30)  # fmt: skip
+    shipped = evaluate(SimBackend.from_scenario("t2drl", "x86-cpu"), {"p": load_trained(run, "ddqn", "d3pg")},
+                       validation_seeds(1), 30)  # fmt: skip
+    score = score_runs([run], episodes=1, slots=30)[str(run)]
+    assert score == pytest.approx(replayed["p"]["utility"]) and score != pytest.approx(shipped["p"]["utility"])
+    # two runs of one name trained on different scenarios are not compared
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    spec = {**saved["scenario_spec"], "users": {**saved["scenario_spec"]["users"], "count": 4}}
+    (other / "result.json").write_text(json.dumps({**saved, "scenario_spec": spec}))
+    with pytest.raises(ValueError, match="other trained on another 't2drl-custom'"):
+        score_runs([run, other], episodes=1, slots=30)
+    # a run written before result.json held the scenario: its name must be a shipped scenario
+    del saved["scenario_spec"]
+    (other / "result.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"runs: .*other: it names scenario 't2drl-custom', which is not shipped"):
+        score_runs([other], episodes=1, slots=30)
 
 
 def test_slot_rewards_give_every_request_of_a_slot_the_slots_mean_utility() -> None:

@@ -258,7 +258,6 @@ def test_select_policy_ships_the_run_that_scores_best_on_the_validation_workload
 
 
 def test_runs_replay_on_the_scenario_they_recorded_not_on_a_file_of_that_name(tmp_path) -> None:
-    from orchestrator.policies.drl import load_trained
     from orchestrator.t2drl_select import score_runs, validation_seeds
 
     custom = load_scenario("t2drl").model_copy(update={"name": "t2drl-custom"})

@@ -27,6 +27,7 @@ from orchestrator.cluster import CLOUD
 from orchestrator.config import PolicyConfig
 from orchestrator.live_demo import RequestResult, run_live_demo, shipped_checkpoint, summarize, with_slot_s
 from orchestrator.radio import downlink_of
+from orchestrator.run_folder import scenario_differences, scenario_warning
 from orchestrator.sim.cluster import SimSettings, simulate
 from orchestrator.sim.estimate import power_under_load_w
 from orchestrator.sim.sampler import ModelSampler
@@ -135,7 +136,8 @@ def run_fidelity(
         models_dir: where the model profiles are.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``, ``ddpg``,
             ``sac``, ``td3``) for every policy; None: each policy's shipped run, as ``edgetb demo``
-            (:func:`orchestrator.live_demo.shipped_checkpoint`), live and in the simulator alike.
+            (:func:`orchestrator.live_demo.shipped_checkpoint`), live and in the simulator alike. Each such
+            policy's entry lists where the run's scenario differs from this one (``checkpoint_scenario_differs``).
         log: progress lines.
     """
     sc = with_slot_s(load_scenario(scenario), slot_s)
@@ -188,6 +190,10 @@ def run_fidelity(
             "checkpoint": str(checkpoints[name]) if checkpoints[name] is not None else None,
             "sim": summarize(sim_results), "sim_mem_other_used": run_settings.mem_other_used,
         }  # fmt: skip
+        if checkpoints[name] is not None:
+            entry["checkpoint_scenario_differs"] = differences = scenario_differences(checkpoints[name], sc)
+            if not live and (warning := scenario_warning(checkpoints[name], sc, differences)) is not None:
+                log(f"{name}: {warning}")  # live: the demo said it before its run
         if live:
             live_summary = live_report["policies"][name]  # type: ignore[index]
             entry["live"] = live_summary

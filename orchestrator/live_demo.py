@@ -34,7 +34,7 @@ import numpy as np
 from orchestrator.cluster import CLOUD, SHIPPED_MODELS, LocalCluster
 from orchestrator.daemon_client import OrchestratorClient
 from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
-from orchestrator.run_folder import read_run
+from orchestrator.run_folder import read_run, scenario_differences, scenario_warning
 from orchestrator.utility import request_utility
 from orchestrator.workload import Workload, WorkloadRequest
 from profiles.scenario import Scenario, load_scenario
@@ -328,6 +328,8 @@ def run_live_demo(
         max_in_flight: requests in flight at once.
         checkpoint: the ``edgetb train --env t2drl`` run folder of learned policies (``ddqn``, ``d3pg``,
             ``ddpg``, ``sac``, ``td3``) for every policy; None: each policy's shipped run (:func:`shipped_checkpoint`).
+            Where the run trained on another scenario (``--slot-s`` counts) the log says so and the report's
+            policy entry lists the fields (``checkpoint_scenario_differs``; None: the run does not say).
         fine_tune: learned policies keep learning from the live rewards; each run writes its tuned
             learners to ``runs/<policy>/<run id>-tuned/``.
         log: progress lines.
@@ -354,6 +356,12 @@ def run_live_demo(
         caching, _, allocation = name.partition("+")
         run_dir = runs_dir / name
         policy_checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(name)
+        trained_on: dict[str, object] = {}
+        if policy_checkpoint is not None:
+            differences = scenario_differences(policy_checkpoint, sc)
+            trained_on["checkpoint_scenario_differs"] = differences
+            if (warning := scenario_warning(policy_checkpoint, sc, differences)) is not None:
+                log(f"{name}: {warning}")
         log(f"{name}: starting the cluster ...")
         cluster = LocalCluster(
             hints.edge_agents,
@@ -380,7 +388,7 @@ def run_live_demo(
             samples[name] = np.stack([images[i] for i in sorted(images)])
         stores[name] = _store_of(run_dir)
         all_results[name] = results
-        report_policies[name] = {**summarize(results), "policy_clock_s": policy_clock_s}
+        report_policies[name] = {**summarize(results), "policy_clock_s": policy_clock_s, **trained_on}
         log(f"{name}: done, {report_policies[name]['failed_requests']} of {len(results)} failed")
     merge_stores(stores, out / "telemetry.sqlite")
     report: dict[str, object] = {

@@ -52,10 +52,12 @@ from orchestrator.policies.base import (
 from orchestrator.radio import Downlink, SlotBand
 from orchestrator.registry import UP, AgentEntry, Registry
 from orchestrator.router import Routed, RouteError, SubmitSpec
+from orchestrator.run_folder import scenario_differences, scenario_warning
 from orchestrator.store import Store
 from orchestrator.utility import class_probabilities, per_image_quality, request_utility
 
 log = logging.getLogger(__name__)
+
 
 #: Distinct model names whose demand is tracked; requests for further names are not counted.
 MAX_MODELS = 10_000
@@ -101,6 +103,8 @@ class PolicyLoop:
             config.caching, config.allocation, seed=config.seed, fixed_steps=config.fixed_steps,
             step_candidates=config.step_candidates, checkpoint=config.checkpoint, fine_tune=config.fine_tune,
         )  # fmt: skip
+        if config.checkpoint and config.scenario:
+            _warn_if_trained_elsewhere(config)
         self._frame_utility = [0.0, 0]  # sum and count of the caching rewards of the running frame (fine-tuning)
         self.measured = MeasuredTable(config.ewma_alpha)
         self.requests_frame: Counter[str] = Counter()
@@ -441,3 +445,16 @@ class PolicyLoop:
     def _decision(self, policy: str, kind: str, agent: str, request_id: str | None, action: dict[str, Any]) -> None:
         self.store.put("decisions", (time.time(), policy, kind, agent, request_id, json.dumps(action)))
         self.metrics.decisions.labels(policy, kind).inc()
+
+
+def _warn_if_trained_elsewhere(config: PolicyConfig) -> None:
+    """Log a warning where the checkpoint's learners trained on another scenario than ``[policy] scenario`` (with
+    this config's slot length and frame): fine-tuning elsewhere is legitimate, running there by mistake is not."""
+    from profiles.scenario import load_scenario
+
+    sc = load_scenario(config.scenario)  # it loaded when the config was validated
+    sc = sc.model_copy(update={"timing": sc.timing.model_copy(
+        update={"slot_s": config.slot_s, "frame_slots": config.frame_slots})})  # fmt: skip
+    warning = scenario_warning(config.checkpoint, sc, scenario_differences(config.checkpoint, sc))
+    if warning is not None:
+        log.warning("%s", warning)

@@ -3,7 +3,8 @@
 The daemon's config, ``edgetb demo``, the learned policies and ``edgetb select-policy`` all read a run folder
 given on the command line or in a config file; each names its own field in the error. A run records the
 scenario it trained on whole (``scenario_spec``), so it replays on that scenario even when it came from a file
-that is not shipped, or the shipped file has changed since.
+that is not shipped, or the shipped file has changed since; :func:`scenario_differences` says where a run's
+scenario and the one it is run on part (the daemon and ``edgetb demo`` / ``fidelity`` warn and record it).
 """
 
 from __future__ import annotations
@@ -54,3 +55,42 @@ def run_scenario(result: dict[str, Any], field: str, folder: str | Path) -> Scen
             "recorded the scenario (scenario_spec)"
         )  # fmt: skip
         raise ValueError(f"{field}: {folder}: {why} ({exc})") from exc
+
+
+#: Scenario fields that do not change what a policy meets: a copy under another name is the same problem.
+_NOT_COMPARED = ("name", "description")
+
+
+def scenario_differences(checkpoint: str | Path, scenario: Scenario) -> list[str] | None:
+    """The fields (dotted, ``users.count``) in which the scenario a run trained on differs from ``scenario``:
+    ``[]`` where they agree; None where the run does not say (unreadable, or an older run of an unshipped
+    scenario). Name and description are not compared."""
+    try:
+        trained = run_scenario(read_run(checkpoint, "checkpoint"), "checkpoint", checkpoint)
+    except ValueError:
+        return None
+    ours, theirs = scenario.model_dump(mode="json"), trained.model_dump(mode="json")
+    return _differences({k: v for k, v in ours.items() if k not in _NOT_COMPARED},
+                        {k: v for k, v in theirs.items() if k not in _NOT_COMPARED})  # fmt: skip
+
+
+def _differences(ours: object, theirs: object, prefix: str = "") -> list[str]:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [
+            path for key in sorted(ours.keys() | theirs.keys())
+            for path in _differences(ours.get(key), theirs.get(key), f"{prefix}{key}.")
+        ]  # fmt: skip
+    return [] if ours == theirs else [prefix.removesuffix(".")]
+
+
+def scenario_warning(checkpoint: str | Path, scenario: Scenario, differences: list[str] | None) -> str | None:
+    """One line for the log where a checkpoint meets a scenario other than its own (None where it does not)."""
+    if differences == []:
+        return None
+    if differences is None:
+        return f"checkpoint {checkpoint}: its result.json does not say which scenario it trained on"
+    shown = ", ".join(differences[:8]) + (f" and {len(differences) - 8} more" if len(differences) > 8 else "")
+    return (
+        f"checkpoint {checkpoint} trained on a scenario that differs from {scenario.name!r} in {shown}: "
+        "its learners run as trained"
+    )

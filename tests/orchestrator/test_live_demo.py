@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from orchestrator.live_demo import POLICIES, merge_stores, run_live_demo, summarize, with_slot_s
 from orchestrator.workload import Workload
@@ -47,6 +48,9 @@ def test_report_has_every_field_for_every_policy(demo: tuple[Path, dict]) -> Non
             assert 0.0 < policy["mean_latency_s"] <= policy["p99_latency_s"]
         failed += policy["failed_requests"]
     assert report["failed_requests"] == failed
+    # the shipped checkpoint trained on the scenario's 1 s slots, the demo ran 0.5 s ones: the report says so
+    assert report["policies"]["ddqn+d3pg"]["checkpoint_scenario_differs"] == ["timing.slot_s"]
+    assert "checkpoint_scenario_differs" not in report["policies"]["no-cache+fixed-steps"]
     # no-cache: every served request goes to the cloud, so nothing is a cache hit
     no_cache = report["policies"]["no-cache+fixed-steps"]
     assert no_cache["hit_ratio"] == 0.0 and set(no_cache["served_by"]) <= {"cloud"}
@@ -201,9 +205,29 @@ def test_fidelity_without_a_checkpoint_simulates_each_learned_pair_with_its_ship
             explicit = run_fidelity(tmp_path / name, policies=(name,), slots=20, live=False, checkpoint=given)
             assert explicit["policies"][name]["sim"] == default[name]["sim"]  # type: ignore[index]
     assert default["ddqn+d3pg"]["checkpoint"] != default["ddqn+sqrt-band"]["checkpoint"]  # type: ignore[index]
+    assert [default[name].get("checkpoint_scenario_differs") for name in pairs] == [[], [], None]  # type: ignore[union-attr]
     band_run = shipped_checkpoint("ddqn+sqrt-band")  # one run for all still has to fit every pair: it has no D3PG
     with pytest.raises(ValueError, match="not 'd3pg'"):
         run_fidelity(tmp_path / "one", policies=pairs, slots=20, live=False, checkpoint=band_run)
+
+
+def test_fidelity_says_where_the_checkpoints_scenario_differs_from_the_one_it_runs(tmp_path: Path) -> None:
+    from orchestrator.fidelity import run_fidelity
+    from orchestrator.live_demo import shipped_checkpoint
+
+    spec = load_scenario("t2drl").model_dump(mode="json", exclude_none=True)
+    spec["users"]["count"] += 3
+    spec["radio"]["fixed_share"] = 0.5
+    spec["name"] = "crowded"  # another name alone is not a difference
+    scenario = tmp_path / "crowded.toml"
+    scenario.write_text(tomli_w.dumps(spec))
+    lines: list[str] = []
+    report = run_fidelity(tmp_path / "out", scenario=str(scenario), policies=("ddqn+d3pg", "ddqn+sqrt-band"),
+                          slots=10, live=False, log=lines.append)  # fmt: skip
+    for name in ("ddqn+d3pg", "ddqn+sqrt-band"):
+        assert report["policies"][name]["checkpoint_scenario_differs"] == ["radio.fixed_share", "users.count"]  # type: ignore[index]
+        warned = [line for line in lines if line.startswith(f"{name}: checkpoint {shipped_checkpoint(name)} trained")]
+        assert len(warned) == 1 and "differs from 'crowded' in radio.fixed_share, users.count" in warned[0]
 
 
 def test_cli_agent_only_is_listed() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.run_folder import read_run, run_scenario
+from orchestrator.run_folder import read_run, run_scenario, scenario_differences, scenario_warning
 from profiles.scenario import load_scenario
 
 
@@ -44,3 +44,34 @@ def test_a_run_gives_the_scenario_it_recorded_or_its_shipped_one(tmp_path: Path)
     bad = {"scenario": "t2drl", "scenario_spec": {**spec, "users": {**spec["users"], "count": 0}}}
     with pytest.raises(ValueError, match=r"^runs: .*: its scenario_spec is invalid \(users.count: must be >"):
         run_scenario(bad, "runs", tmp_path)
+
+
+def _run(folder: Path, **result: object) -> Path:
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps(result))
+    return folder
+
+
+def test_scenario_differences_name_the_fields_a_run_trained_differently(tmp_path: Path) -> None:
+    shipped = load_scenario("t2drl")
+    spec = shipped.model_dump(mode="json")
+    same = _run(tmp_path / "same", scenario="t2drl", scenario_spec={**spec, "name": "copy", "description": "mine"})
+    assert scenario_differences(same, shipped) == []  # name and description are not compared
+    assert scenario_warning(same, shipped, []) is None
+    crowded = {**spec, "users": {**spec["users"], "count": 9}, "timing": {**spec["timing"], "slot_s": 0.5}}
+    other = _run(tmp_path / "other", scenario="t2drl", scenario_spec=crowded)
+    differences = scenario_differences(other, shipped)
+    assert differences == ["timing.slot_s", "users.count"]
+    assert scenario_warning(other, shipped, differences) == (
+        f"checkpoint {other} trained on a scenario that differs from 't2drl' in timing.slot_s, users.count: "
+        "its learners run as trained"
+    )
+    no_radio = _run(tmp_path / "no-radio", scenario="t2drl", scenario_spec={**spec, "radio": None})
+    assert scenario_differences(no_radio, shipped) == ["radio"]  # a table present on one side only
+    assert scenario_differences(_run(tmp_path / "older", scenario="t2drl"), shipped) == []  # its shipped one
+    unknown = _run(tmp_path / "unknown", scenario="mine")  # older, and its scenario is not shipped
+    assert scenario_differences(unknown, shipped) is None
+    assert "does not say which scenario it trained on" in str(scenario_warning(unknown, shipped, None))
+    assert scenario_differences(tmp_path / "missing", shipped) is None
+    many = [f"users.field{i}" for i in range(11)]
+    assert str(scenario_warning(other, shipped, many)).endswith("users.field7 and 3 more: its learners run as trained")

@@ -171,3 +171,31 @@ def test_fine_tuning_learns_from_live_rewards_and_writes_the_tuned_policies(
     assert result["fine_tuned"]["allocation"]["rewards"] == stored and (tuned / "caching.pt").exists()
     caching, allocation = build_policies("ddqn", "d3pg", checkpoint=str(tuned))  # the tuned run loads again
     assert isinstance(caching, LearnedCaching) and isinstance(allocation, LearnedAllocation)
+
+
+def test_the_daemon_warns_when_its_scenario_is_not_the_one_the_checkpoint_trained_on(checkpoint, tmp_path, caplog):
+    import tomli_w
+
+    from orchestrator.config import Limits
+    from orchestrator.metrics import Metrics
+    from orchestrator.policy_loop import PolicyLoop
+    from orchestrator.registry import Registry
+
+    def start(**policy: object) -> list[str]:
+        caplog.clear()
+        config = PolicyConfig(caching="ddqn", allocation="d3pg", checkpoint=str(checkpoint), **policy)
+        with caplog.at_level("WARNING", logger="orchestrator.policy_loop"):
+            PolicyLoop(config, Registry(heartbeat_s=1.0, max_agents=8), lambda e: None, None, Metrics(), Limits())  # type: ignore[arg-type]
+        return [r.getMessage() for r in caplog.records if r.name == "orchestrator.policy_loop"]
+
+    assert start(scenario="t2drl") == []  # the scenario it trained on
+    assert start() == []  # no scenario named: nothing to compare
+    assert start(scenario="t2drl", slot_s=0.25) == [
+        f"checkpoint {checkpoint} trained on a scenario that differs from 't2drl' in timing.slot_s: "
+        "its learners run as trained"
+    ]
+    spec = load_scenario("t2drl").model_dump(mode="json", exclude_none=True)
+    spec["utility"]["w_latency"] *= 2
+    (tmp_path / "heavy.toml").write_text(tomli_w.dumps({**spec, "name": "heavy"}))
+    warned = start(scenario=str(tmp_path / "heavy.toml"))
+    assert len(warned) == 1 and "differs from 'heavy' in utility.w_latency:" in warned[0]

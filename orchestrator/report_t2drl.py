@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.run_folder import run_scenario, spec_differences
 from orchestrator.t2drl import ALGOS
 
 BOUND = "upper bound"
@@ -23,8 +24,16 @@ BOUND = "upper bound"
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
+#: What every run of one report shares: its rows pair the seeds' figures on the same held-out workloads.
+SHARED = ("device", "eval_episodes", "eval_slots")
+
+
 def find_runs(directory: Path) -> list[dict]:
-    """Every T2DRL ``result.json`` under ``directory`` (``algo`` one of ``ALGOS``), with its path."""
+    """Every T2DRL ``result.json`` under ``directory`` (``algo`` one of ``ALGOS``), with its path.
+
+    Raises:
+        ValueError: a file is not JSON; or the runs cannot be averaged together (:func:`check_comparable`).
+    """
     runs = []
     for path in sorted(Path(directory).rglob("result.json")):
         try:
@@ -33,7 +42,50 @@ def find_runs(directory: Path) -> list[dict]:
             raise ValueError(f"{path}: not readable JSON ({exc})") from exc
         if isinstance(result, dict) and result.get("algo") in ALGOS and "policies" in result:
             runs.append({**result, "path": str(path)})
+    check_comparable(runs)
     return runs
+
+
+def check_comparable(runs: list[dict]) -> None:
+    """Refuse runs one table cannot hold: two runs of one algorithm and seed (one would be dropped), or runs
+    trained on different scenarios or evaluated on other devices or workload sizes (their rows would mix problems).
+
+    Raises:
+        ValueError: naming both runs and what they differ in.
+    """
+    by_key: dict[tuple[str, int], str] = {}
+    for run in runs:
+        key = (str(run["algo"]), int(run["seed"]))
+        if key in by_key:
+            raise ValueError(
+                f"{_folder(by_key[key])} and {_folder(run['path'])}: two {key[0]} runs of seed {key[1]}; a report "
+                "averages one run per algorithm and seed: put the variants in separate folders"
+            )
+        by_key[key] = run["path"]
+    if not runs:
+        return
+    first = runs[0]
+    for run in runs[1:]:
+        differ = [field for field in SHARED if run.get(field) != first.get(field)]
+        differ += [f"scenario {d}" for d in _scenario_differences(first, run)]
+        if differ:
+            raise ValueError(
+                f"{_folder(first['path'])} and {_folder(run['path'])}: the runs differ in {', '.join(differ)}; a "
+                "report compares runs of one scenario evaluated alike: put them in separate folders"
+            )
+
+
+def _folder(result_path: str) -> Path:
+    return Path(result_path).parent
+
+
+def _scenario_differences(a: dict, b: dict) -> list[str]:
+    """Where two runs' scenarios differ (recorded ``scenario_spec``, else the shipped one of that name, else
+    the name alone)."""
+    try:
+        return spec_differences(run_scenario(a, "runs", a["path"]), run_scenario(b, "runs", b["path"]))
+    except ValueError:  # an older run of a scenario that is not shipped: only its name is known
+        return [] if a.get("scenario") == b.get("scenario") else ["name"]
 
 
 def interval(values: list[float]) -> tuple[float, float]:

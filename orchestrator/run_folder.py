@@ -69,9 +69,14 @@ def scenario_differences(checkpoint: str | Path, scenario: Scenario) -> list[str
         trained = run_scenario(read_run(checkpoint, "checkpoint"), "checkpoint", checkpoint)
     except ValueError:
         return None
-    ours, theirs = scenario.model_dump(mode="json"), trained.model_dump(mode="json")
-    return _differences({k: v for k, v in ours.items() if k not in _NOT_COMPARED},
-                        {k: v for k, v in theirs.items() if k not in _NOT_COMPARED})  # fmt: skip
+    return spec_differences(scenario, trained)
+
+
+def spec_differences(ours: Scenario, theirs: Scenario) -> list[str]:
+    """The fields (dotted) in which two scenarios differ, name and description aside; [] where they agree."""
+    a, b = ours.model_dump(mode="json"), theirs.model_dump(mode="json")
+    return _differences({k: v for k, v in a.items() if k not in _NOT_COMPARED},
+                        {k: v for k, v in b.items() if k not in _NOT_COMPARED})  # fmt: skip
 
 
 def _differences(ours: object, theirs: object, prefix: str = "") -> list[str]:

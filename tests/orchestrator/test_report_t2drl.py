@@ -95,3 +95,37 @@ def test_the_report_gives_the_cached_bound_only_when_every_run_has_it(tmp_path) 
     )
     del runs[1]["bound"]["cached_utility"]  # runs from before the cached bound: only the first
     assert "keeping the cache size" not in "\n".join(bound_lines(runs, aggregate(runs)))
+
+
+def _edit(folder, **changes: object) -> None:
+    result = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**result, **changes}))
+
+
+def test_runs_one_table_cannot_hold_are_refused_by_name(tmp_path) -> None:
+    from profiles.scenario import load_scenario
+
+    _write_runs(tmp_path / "a", {"t2drl": [0.9, 0.8]}, baseline=[0.7, 0.7])
+    _write_runs(tmp_path / "b", {"t2drl": [0.5]}, baseline=[0.7])  # a variant of seed 0 beside the first
+    with pytest.raises(ValueError, match=r"a/t2drl-s0 and .*b/t2drl-s0: two t2drl runs of seed 0; .*separate folders"):
+        find_runs(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "fig")])
+    said = " ".join(result.output.split())  # rich wraps the line
+    assert result.exit_code == 2 and "two t2drl runs of seed 0" in said and not (tmp_path / "fig").exists()
+    assert len(find_runs(tmp_path / "a")) == 2  # each folder alone reports
+
+    spec = load_scenario("t2drl").model_dump(mode="json")
+    _edit(tmp_path / "a" / "t2drl-s0", scenario_spec={**spec, "name": "renamed"})
+    assert len(find_runs(tmp_path / "a")) == 2  # the shipped scenario recorded under another name: the same problem
+    _edit(tmp_path / "a" / "t2drl-s0", scenario_spec={**spec, "users": {**spec["users"], "count": 18}})
+    with pytest.raises(ValueError, match=r"the runs differ in scenario users\.count; a report compares runs of one"):
+        find_runs(tmp_path / "a")
+    _edit(tmp_path / "a" / "t2drl-s0", scenario_spec=spec, eval_slots=60, device="jetson-orin-nano")
+    with pytest.raises(ValueError, match=r"t2drl-s0 and .*t2drl-s1: the runs differ in device, eval_slots;"):
+        find_runs(tmp_path / "a")
+    _edit(tmp_path / "a" / "t2drl-s0", scenario="mine", eval_slots=30, device="x86-cpu")
+    del_spec = json.loads((tmp_path / "a" / "t2drl-s0" / "result.json").read_text())
+    del del_spec["scenario_spec"]
+    (tmp_path / "a" / "t2drl-s0" / "result.json").write_text(json.dumps(del_spec))
+    with pytest.raises(ValueError, match=r"the runs differ in scenario name;"):  # an older run of a file: its name
+        find_runs(tmp_path / "a")

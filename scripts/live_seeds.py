@@ -2,11 +2,11 @@
 
 Each ``ROOT/**/fidelity.json`` (one ``edgetb fidelity --seed S`` run, one or more policies) adds its policies'
 live and simulated summaries to workload seed S; a policy run twice on one seed is an error (which run counts
-would be a choice). Per policy: mean and Student-t 95 % interval over the seeds of the live figures, the
-simulator's utility on the same workloads and the sim - live gap (per seed, relative to live); then the per-seed
-live utility gain of ``--reference`` over every other policy (mean and 95 % interval of the per-seed ratios - 1),
-the same gains in the simulator beside them. Only policies that ran on every seed count; the others are listed
-(``left_out``).
+would be a choice), as are runs of different scenarios. Per policy: mean and Student-t 95 % interval over the
+seeds of the live figures, the simulator's utility on the same workloads and the sim - live gap (per seed, relative
+to live); then the per-seed live utility gain of ``--reference`` over every other policy (mean and 95 % interval of
+the per-seed ratios - 1), the same gains in the simulator beside them. Only policies that ran on every seed count;
+the others are listed (``left_out``).
 
     python scripts/live_seeds.py results/live/seeds-2026-12-07 --reference ddqn+d3pg --out summary.json
 """
@@ -29,8 +29,13 @@ def gather(root: Path) -> dict[int, dict[str, dict]]:
     paths = sorted(root.rglob("fidelity.json"))
     if not paths:
         raise SystemExit(f"{root}: no fidelity.json below it")
+    scenarios: dict[str, Path] = {}
     for path in paths:
         run = json.loads(path.read_text())
+        scenarios.setdefault(str(run["scenario"]), path)
+        if len(scenarios) > 1:
+            (a, first), (b, _) = scenarios.items()
+            raise SystemExit(f"{first} ran scenario {a}, {path} scenario {b}: one table holds one scenario")
         per_policy = seeds.setdefault(int(run["seed"]), {})
         for name, entry in run["policies"].items():
             if name in per_policy:

@@ -19,11 +19,11 @@ def summary(utility: float, hit_ratio: float = 0.5, failed: int = 0) -> dict:
             "mean_latency_s": 0.4, "mean_quality": 0.95, "mean_downlink_s": 0.3}  # fmt: skip
 
 
-def write_run(folder: Path, seed: int, policies: dict[str, tuple[float, float]]) -> None:
+def write_run(folder: Path, seed: int, policies: dict[str, tuple[float, float]], scenario: str = "t2drl") -> None:
     """One fidelity.json: per policy (live utility, sim utility)."""
     folder.mkdir(parents=True)
     entries = {name: {"live": summary(live), "sim": summary(sim)} for name, (live, sim) in policies.items()}
-    (folder / "fidelity.json").write_text(json.dumps({"scenario": "t2drl", "seed": seed, "policies": entries}))
+    (folder / "fidelity.json").write_text(json.dumps({"scenario": scenario, "seed": seed, "policies": entries}))
 
 
 def test_gains_are_the_per_seed_ratios_of_the_runs_of_one_workload(tmp_path) -> None:
@@ -61,3 +61,12 @@ def test_a_policy_twice_on_one_seed_or_a_missing_reference_is_refused(tmp_path) 
         summarize(other, "ours")
     with pytest.raises(SystemExit, match=r"no fidelity\.json"):
         summarize(tmp_path / "empty", "ours")
+
+
+def test_runs_of_different_scenarios_are_refused(tmp_path) -> None:
+    write_run(tmp_path / "a", 1, {"ours": (0.6, 0.6)})
+    write_run(tmp_path / "b", 2, {"ours": (0.5, 0.5)}, scenario="t2drl-users18")
+    with pytest.raises(
+        SystemExit, match=r"a/fidelity\.json ran scenario t2drl, .*b/fidelity\.json scenario t2drl-users18"
+    ):
+        summarize(tmp_path, "ours")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator.envs.t2drl import SimBackend
 from orchestrator.policies import build_policies
-from orchestrator.run_folder import read_run, run_scenario
+from orchestrator.run_folder import read_run, run_scenario, spec_differences
 from orchestrator.t2drl import evaluate
 
 VALIDATION_SEED = 3_000_000
@@ -56,8 +56,11 @@ def score_runs(runs: Sequence[Path], episodes: int = 5, slots: int = 300) -> dic
         for field in ("algo", "scenario", "device"):
             if info[field] != first[field]:
                 raise ValueError(f"runs: {name} has {field} {info[field]!r}, the first run {first[field]!r}")
-        if info["spec"] != first["spec"]:
-            raise ValueError(f"runs: {name} trained on another {info['scenario']!r} than the first run (scenario_spec)")
+        if differ := spec_differences(info["spec"], first["spec"]):
+            raise ValueError(
+                f"runs: {name} trained on another {info['scenario']!r} than the first run (scenario_spec: "
+                f"{', '.join(differ)})"
+            )
     if first["caching"] != "ddqn":
         raise ValueError(f"runs: algo {first['algo']!r} learns no caching policy to select (caching 'ddqn' needed)")
     backend = SimBackend.from_scenario(first["spec"], first["device"])

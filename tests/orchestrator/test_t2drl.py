@@ -282,7 +282,8 @@ def test_runs_replay_on_the_scenario_they_recorded_not_on_a_file_of_that_name(tm
     shutil.copytree(run, other)
     spec = {**saved["scenario_spec"], "users": {**saved["scenario_spec"]["users"], "count": 4}}
     (other / "result.json").write_text(json.dumps({**saved, "scenario_spec": spec}))
-    with pytest.raises(ValueError, match="other trained on another 't2drl-custom'"):
+    differs = r"other trained on another 't2drl-custom' than the first run \(scenario_spec: users\.count\)"
+    with pytest.raises(ValueError, match=differs):
         score_runs([run, other], episodes=1, slots=30)
     # a run written before result.json held the scenario: its name must be a shipped scenario
     del saved["scenario_spec"]

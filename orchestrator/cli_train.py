@@ -60,6 +60,10 @@ def train(
 ) -> None:
     """Train ALGO on ENV under a time budget, then report the held-out score and write the results to OUT."""
     if env is None:
+        if not any(algo in algos for algos in ENVS.values()):
+            known = "; ".join(f"{name}: {', '.join(algos)}" for name, algos in ENVS.items())
+            console.print(f"[red]edgetb train: --algo {algo!r} trains on no env; choose from {known}[/red]")
+            raise typer.Exit(2)
         env = "t2drl" if algo in ENVS["t2drl"] else "waterfill"
     if env not in ENVS:
         later = f" ({env} is planned but not available yet)" if env in PLANNED else ""

@@ -78,6 +78,10 @@ def test_cli_trains_and_rejects_unknown_envs_and_algos(tmp_path) -> None:
     later = runner.invoke(app, ["--env", "caching", "--out", str(tmp_path)])
     assert later.exit_code == 2 and "not available" in later.output and "waterfill" in later.output
     wrong = runner.invoke(app, ["--algo", "ppo", "--out", str(tmp_path)])
-    assert wrong.exit_code == 2 and "ppo" in wrong.output
+    said = " ".join(wrong.output.split())  # rich wraps the line
+    assert wrong.exit_code == 2 and "'ppo' trains on no env" in said
+    assert "waterfill: d3pg, ddpg" in said and "t2drl: t2drl, ddqn+ddpg" in said  # every env's algorithms
+    elsewhere = runner.invoke(app, ["--env", "waterfill", "--algo", "t2drl", "--out", str(tmp_path)])
+    assert elsewhere.exit_code == 2 and "does not train on waterfill" in " ".join(elsewhere.output.split())
     bad = runner.invoke(app, [*args, "--config", "{nope"])
     assert bad.exit_code != 0 and "--config" in bad.output

@@ -24,8 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cluster import CLOUD
-from orchestrator.config import PolicyConfig
-from orchestrator.live_demo import RequestResult, run_live_demo, shipped_checkpoint, summarize, with_slot_s
+from orchestrator.live_demo import (
+    RequestResult,
+    policy_configs,
+    run_live_demo,
+    shipped_checkpoint,
+    summarize,
+    with_slot_s,
+)
 from orchestrator.radio import downlink_of
 from orchestrator.run_folder import scenario_differences, scenario_warning
 from orchestrator.sim.cluster import SimSettings, simulate
@@ -150,14 +156,8 @@ def run_fidelity(
     )  # fmt: skip
     samplers = samplers_for(sc.models.names, device, models_dir)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
-    configs, checkpoints = {}, {}
-    for name in policies:  # validated (a learned policy's checkpoint too) before any live run
-        caching, _, allocation = name.partition("+")
-        checkpoints[name] = checkpoint if checkpoint is not None else shipped_checkpoint(name)
-        configs[name] = PolicyConfig(
-            caching=caching, allocation=allocation, scenario=scenario_ref, slot_s=sc.timing.slot_s, cloud_agent=CLOUD,
-            checkpoint=str(checkpoints[name] or ""),
-        )  # fmt: skip
+    configs = policy_configs(policies, scenario_ref, sc.timing.slot_s, checkpoint)  # checked before any live run
+    checkpoints = {name: checkpoint if checkpoint is not None else shipped_checkpoint(name) for name in policies}
     out.mkdir(parents=True, exist_ok=True)
     live_report: dict[str, object] = {}
     if live:

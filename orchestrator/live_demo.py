@@ -30,8 +30,10 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from pydantic import ValidationError
 
 from orchestrator.cluster import CLOUD, SHIPPED_MODELS, LocalCluster
+from orchestrator.config import PolicyConfig, describe
 from orchestrator.daemon_client import OrchestratorClient
 from orchestrator.policies import LEARNED_ALLOCATION, LEARNED_CACHING
 from orchestrator.run_folder import read_run, scenario_differences, scenario_warning
@@ -276,6 +278,37 @@ def shipped_checkpoint(name: str) -> Path | None:
     return SHIPPED_POLICIES.get(name, SHIPPED_POLICY)
 
 
+def policy_configs(
+    policies: Sequence[str], scenario: str, slot_s: float, checkpoint: Path | None
+) -> dict[str, PolicyConfig]:
+    """Each ``caching+allocation`` name as the daemon's ``[policy]`` table, checked before any cluster starts
+    (a learned policy's checkpoint too: it must have trained that learner).
+
+    Args:
+        policies: ``caching+allocation`` names.
+        scenario: the scenario name or TOML path the daemons get.
+        slot_s: slot length, s.
+        checkpoint: the run of every learned policy; None: each one's shipped run (:func:`shipped_checkpoint`).
+
+    Raises:
+        ValueError: starting ``policies:`` and naming the policy and the bad part.
+    """
+    configs = {}
+    for name in policies:
+        caching, plus, allocation = name.partition("+")
+        if not plus:
+            raise ValueError(f"policies: {name!r} is not caching+allocation (e.g. ddqn+d3pg, random+fixed-steps)")
+        run = checkpoint if checkpoint is not None else shipped_checkpoint(name)
+        try:
+            configs[name] = PolicyConfig(
+                caching=caching, allocation=allocation, scenario=scenario, slot_s=slot_s, cloud_agent=CLOUD,
+                checkpoint=str(Path(run).resolve()) if run is not None else "",
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise ValueError(f"policies: {name}: {describe(exc)}") from exc
+    return configs
+
+
 def default_policies(checkpoint: Path | None = None) -> tuple[str, ...]:
     """The policies a demo runs when none are named: :data:`POLICIES`, each learned pair with its shipped run.
 
@@ -342,6 +375,7 @@ def run_live_demo(
     requests = workload.requests(slots)
     n_slots = sc.timing.slots if slots is None else int(slots)
     scenario_ref = str(Path(scenario).resolve()) if scenario.endswith(".toml") else scenario
+    policy_configs(policies, scenario_ref, sc.timing.slot_s, checkpoint)  # every one, before any cluster starts
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = out / "runs"
     shutil.rmtree(runs_dir, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from orchestrator.live_demo import POLICIES, merge_stores, run_live_demo, summarize, with_slot_s
+from orchestrator.live_demo import POLICIES, merge_stores, run_live_demo, shipped_checkpoint, summarize, with_slot_s
 from orchestrator.workload import Workload
 from profiles.scenario import load_scenario
 
@@ -111,7 +111,7 @@ def test_merge_stores_tags_rows(tmp_path: Path) -> None:
 
 
 def test_policies_are_known_combinations_and_the_shipped_checkpoints_load() -> None:
-    from orchestrator.live_demo import SHIPPED_POLICIES, SHIPPED_POLICY, shipped_checkpoint
+    from orchestrator.live_demo import SHIPPED_POLICIES, SHIPPED_POLICY
     from orchestrator.policies import ALLOCATION, CACHING, LEARNED_ALLOCATION, LEARNED_CACHING, build_policies
     from orchestrator.policies.sqrt_band import SqrtBand
 
@@ -144,8 +144,6 @@ def _contains(config: dict, overrides: dict) -> bool:
 
 def test_the_shipped_pairs_were_trained_with_the_makefiles_config() -> None:
     """``make policies`` retrains what is shipped: its T2DRL_CONFIG is the shipped runs' config."""
-    from orchestrator.live_demo import shipped_checkpoint
-
     makefile = (Path(__file__).parents[2] / "Makefile").read_text()
     lines = [line for line in makefile.splitlines() if line.startswith("T2DRL_CONFIG :=")]
     assert len(lines) == 1
@@ -194,7 +192,6 @@ def test_cli_demo_names_a_checkpoint_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_fidelity_without_a_checkpoint_simulates_each_learned_pair_with_its_shipped_run(tmp_path: Path) -> None:
     from orchestrator.fidelity import run_fidelity
-    from orchestrator.live_demo import shipped_checkpoint
 
     pairs = ("ddqn+d3pg", "ddqn+sqrt-band", "popular-spread+sqrt-band")
     default = run_fidelity(tmp_path / "default", policies=pairs, slots=20, live=False)["policies"]
@@ -213,7 +210,6 @@ def test_fidelity_without_a_checkpoint_simulates_each_learned_pair_with_its_ship
 
 def test_fidelity_says_where_the_checkpoints_scenario_differs_from_the_one_it_runs(tmp_path: Path) -> None:
     from orchestrator.fidelity import run_fidelity
-    from orchestrator.live_demo import shipped_checkpoint
 
     spec = load_scenario("t2drl").model_dump(mode="json", exclude_none=True)
     spec["users"]["count"] += 3
@@ -228,6 +224,29 @@ def test_fidelity_says_where_the_checkpoints_scenario_differs_from_the_one_it_ru
         assert report["policies"][name]["checkpoint_scenario_differs"] == ["radio.fixed_share", "users.count"]  # type: ignore[index]
         warned = [line for line in lines if line.startswith(f"{name}: checkpoint {shipped_checkpoint(name)} trained")]
         assert len(warned) == 1 and "differs from 'crowded' in radio.fixed_share, users.count" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("policies", "said"),
+    [
+        ("most-popular+fixed-steps,nope+fixed", "policies: nope+fixed: caching: Input should be"),
+        ("ddqn", "policies: 'ddqn' is not caching+allocation"),
+        ("most-popular+fixed-steps,ddqn+d3pg", "policies: ddqn+d3pg: checkpoint: "),
+    ],
+)
+def test_cli_demo_and_fidelity_check_every_policy_before_a_cluster_starts(
+    tmp_path: Path, policies: str, said: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    mlp = shipped_checkpoint("ddqn+ddpg")  # trained no D3PG: the third row's ddqn+d3pg cannot load from it
+    for command in ("demo", "fidelity"):
+        out = tmp_path / command
+        result = CliRunner().invoke(app, [command, "--policies", policies, "--checkpoint", str(mlp), "--out", str(out)])
+        assert result.exit_code != 0 and said in " ".join(result.output.split()), result.output
+        assert not out.exists()  # refused before the first policy's cluster (or anything else) started
 
 
 def test_cli_agent_only_is_listed() -> None:

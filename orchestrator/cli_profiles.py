@@ -74,10 +74,13 @@ def profile(
 
 
 def report(
-    directory: Annotated[Path, typer.Argument(help="profiles folder (profile-*.toml under it) or a run folder")],
-    out: Annotated[Path | None, typer.Option(help="where the PNGs go; default: DIR/figures")] = None,
+    directory: Annotated[
+        Path, typer.Argument(help="profiles folder (profile-*.toml under it), fidelity run or T2DRL training runs")
+    ],
+    out: Annotated[Path | None, typer.Option(help="where the figures go; default: DIR/figures")] = None,
 ) -> None:
-    """Draw measured points and fitted curves (quality, latency, energy vs steps, per device) as PNG."""
+    """Draw a folder's figures: profiles (quality, latency, energy vs steps), a fidelity run, or T2DRL runs
+    (seed-averaged table and learning curves)."""
     from orchestrator.report_figures import draw_report
 
     try:

@@ -296,6 +296,10 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     path = Path(name_or_path)
     if path.suffix != ".toml" and re.match(_NAME, str(name_or_path)):
         path = SCENARIOS_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            shipped = ", ".join(sorted(p.stem for p in SCENARIOS_DIR.glob("*.toml"))) or "none"
+            raise ScenarioError(f"scenario {str(name_or_path)!r} is not shipped ({shipped}); give one of those or a "
+                                "scenario .toml file")  # fmt: skip
     return Scenario.load(path)
 
 

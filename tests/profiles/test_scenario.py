@@ -146,8 +146,10 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     bad.write_text("name = [")
     with pytest.raises(ScenarioError, match=r"broken\.toml"):
         Scenario.load(bad)
-    with pytest.raises(ScenarioError, match=r"nope\.toml"):
+    with pytest.raises(ScenarioError, match=r"scenario 'nope' is not shipped \([^)]*t2drl[^)]*\); give one of"):
         load_scenario("nope")
+    with pytest.raises(ScenarioError, match=r"nope\.toml"):  # a path: the file is named
+        load_scenario(tmp_path / "nope.toml")
 
 
 RADIO = {"bandwidth_hz": 2e6, "image_bytes": 4096, "snr_db": [5.0, 25.0], "fading": "rayleigh", "min_share": 0.1}

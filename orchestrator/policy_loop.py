@@ -58,7 +58,6 @@ from orchestrator.utility import class_probabilities, per_image_quality, request
 
 log = logging.getLogger(__name__)
 
-
 #: Distinct model names whose demand is tracked; requests for further names are not counted.
 MAX_MODELS = 10_000
 #: Band shares kept for requests being served (older ones are dropped: their images get no band).

@@ -17,6 +17,7 @@ import numpy as np
 
 from orchestrator.run_folder import run_scenario, spec_differences
 from orchestrator.t2drl import ALGOS
+from profiles.scenario import Scenario
 
 BOUND = "upper bound"
 """the name of the hindsight bound among the rows"""
@@ -64,10 +65,14 @@ def check_comparable(runs: list[dict]) -> None:
         by_key[key] = run["path"]
     if not runs:
         return
-    first = runs[0]
+    first, first_scenario = runs[0], _scenario(runs[0])
     for run in runs[1:]:
         differ = [field for field in SHARED if run.get(field) != first.get(field)]
-        differ += [f"scenario {d}" for d in _scenario_differences(first, run)]
+        scenario = _scenario(run)
+        if first_scenario is not None and scenario is not None:
+            differ += [f"scenario {d}" for d in spec_differences(first_scenario, scenario)]
+        elif run.get("scenario") != first.get("scenario"):  # an older run of an unshipped scenario: its name only
+            differ.append("scenario name")
         if differ:
             raise ValueError(
                 f"{_folder(first['path'])} and {_folder(run['path'])}: the runs differ in {', '.join(differ)}; a "
@@ -79,13 +84,13 @@ def _folder(result_path: str) -> Path:
     return Path(result_path).parent
 
 
-def _scenario_differences(a: dict, b: dict) -> list[str]:
-    """Where two runs' scenarios differ (recorded ``scenario_spec``, else the shipped one of that name, else
-    the name alone)."""
+def _scenario(run: dict) -> Scenario | None:
+    """The scenario a run trained on (recorded ``scenario_spec``, else the shipped one of its name); None for an
+    older run of a scenario that is not shipped."""
     try:
-        return spec_differences(run_scenario(a, "runs", a["path"]), run_scenario(b, "runs", b["path"]))
-    except ValueError:  # an older run of a scenario that is not shipped: only its name is known
-        return [] if a.get("scenario") == b.get("scenario") else ["name"]
+        return run_scenario(run, "runs", run["path"])
+    except ValueError:
+        return None
 
 
 def interval(values: list[float]) -> tuple[float, float]:
